@@ -1,0 +1,199 @@
+"""One typed, validated schema for params.yaml, `--set KEY=VALUE` overrides and tuning trials.
+
+Every error becomes a `ConfigError` whose message is one line naming the key, the value and what
+is allowed; stage scripts print it and exit before any work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the schema."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RobotConfig(Section):
+    urdf: str = "fanuc_lrmate200id"
+    ee_link: str | None = None  # default: the last link of the chain
+    home: list[float] | None = None  # joint angles (rad) of the home pose; default all zero
+
+
+class TargetsConfig(Section):
+    path: str = "data/targets.npz"
+    n: int = Field(20000, ge=100, le=5_000_000)
+    seed: int = Field(0, ge=0)
+    heldout_fraction: float = Field(0.1, gt=0.0, lt=0.9)
+    levels: int = Field(3, ge=1, le=10)
+    min_height: float = Field(0.05, ge=-1.0, le=2.0)  # flange z above the floor (m)
+    min_radius: float = Field(0.15, ge=0.0, le=2.0)  # flange distance from the J1 axis (m)
+
+
+class PhysicsConfig(Section):
+    sim_hz: int = Field(120, ge=30, le=2000)
+    solver_iterations: int = Field(10, ge=1, le=500)
+
+
+class RewardConfig(Section):
+    distance: float = Field(1.0, ge=0.0)  # -w * d
+    precision: float = Field(1.0, ge=0.0)  # +w * (1 - tanh(d / sigma))
+    precision_sigma: float = Field(0.05, gt=0.0)
+    action_rate: float = Field(0.01, ge=0.0)  # -w * |a - a_prev|^2 / dof
+
+
+class CurriculumConfig(Section):
+    enabled: bool = True
+    start_level: int = Field(0, ge=0)
+    max_level: int = Field(2, ge=0)  # the max_difficulty cap
+    threshold: float = Field(0.7, gt=0.0, le=1.0)
+    window: int = Field(100, ge=1)
+
+
+class EnvConfig(Section):
+    backend: Literal["bullet", "batched"] = "bullet"
+    control_hz: int = Field(30, ge=1, le=500)
+    episode_steps: int = Field(60, ge=1, le=10_000)
+    success_radius: float = Field(0.02, gt=0.0, le=1.0)
+    reset_noise: float = Field(0.1, ge=0.0, le=3.2)  # rad, uniform around the home pose
+    target_noise: float = Field(0.0, ge=0.0, le=0.5)  # rad of joint noise on cached targets
+    position_gain: float = Field(0.3, gt=0.0, le=1.0)
+    train_physics: PhysicsConfig = PhysicsConfig(sim_hz=120, solver_iterations=10)
+    eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
+    reward: RewardConfig = RewardConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
+
+    @model_validator(mode="after")
+    def _rates_divide(self) -> EnvConfig:
+        for name in ("train_physics", "eval_physics"):
+            sim_hz = getattr(self, name).sim_hz
+            if sim_hz % self.control_hz:
+                raise ValueError(
+                    f"{name}.sim_hz = {sim_hz} must be a multiple of control_hz = {self.control_hz}"
+                )
+        return self
+
+
+class HardwareConfig(Section):
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, directml, directml:N, mps
+    vram_limit_mb: float | None = Field(None, gt=0)
+    vram_safety_fraction: float = Field(0.8, gt=0.0, le=1.0)
+    n_envs_bullet: int | None = Field(None, ge=1, le=256)
+    n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
+    gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
+
+
+class Params(Section):
+    seed: int = Field(0, ge=0)
+    robot: RobotConfig = RobotConfig()
+    targets: TargetsConfig = TargetsConfig()
+    env: EnvConfig = EnvConfig()
+    hardware: HardwareConfig = HardwareConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""
+        return _flatten(self.model_dump())
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of some sections (or all), for cache metadata and run tags."""
+        data = self.model_dump()
+        picked = {s: data[s] for s in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Params
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = tuple(p for p in e["loc"] if isinstance(p, str))
+    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "?"
+        return f"{source}: unknown key {key!r} (allowed here: {allowed})"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "value_error":
+        return f"{source}: {key}: {msg}" if key != "(top level)" else f"{source}: {msg}"
+    return f"{source}: {key} = {e.get('input')!r}: {msg}"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split 'a.b=VALUE' and parse VALUE as YAML (so 3 is an int, 0.1 a float, null None)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set env.success_radius=0.03")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); unknown keys are left for validation to name."""
+    data = json.loads(json.dumps(data))
+    for text in overrides:
+        key, value = parse_override(text)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part, {}), dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return data
+
+
+def validate(data: dict[str, Any], source: str = "params") -> Params:
+    """Validate a nested dict into Params, raising a one-line ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read params.yaml, apply `--set` overrides and validate everything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    data = apply_overrides(data, overrides or [])
+    return validate(data, source=str(path))

@@ -1,0 +1,69 @@
+"""A robot loaded into its own PyBullet client: joint mapping, state access, collision checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet as p
+from pybullet_utils.bullet_client import BulletClient
+
+from rlcore.robots.chain import Chain, read_chain
+
+
+class BulletArm:
+    """One PyBullet client (DIRECT unless `gui`) holding one fixed-base arm."""
+
+    def __init__(
+        self, chain: Chain | str, ee_link: str | None = None, self_collision: bool = False,
+        gui: bool = False,
+    ) -> None:
+        self.chain = read_chain(chain, ee_link) if isinstance(chain, str) else chain
+        self.client = BulletClient(connection_mode=p.GUI if gui else p.DIRECT)
+        flags = p.URDF_ENABLE_CACHED_GRAPHICS_SHAPES
+        if self_collision:
+            flags |= p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT
+        self.robot = self.client.loadURDF(
+            str(self.chain.urdf_path), useFixedBase=True, flags=flags
+        )
+        index_by_joint, index_by_link = {}, {}
+        for i in range(self.client.getNumJoints(self.robot)):
+            info = self.client.getJointInfo(self.robot, i)
+            index_by_joint[info[1].decode()] = i
+            index_by_link[info[12].decode()] = i
+        self.joint_ids = [index_by_joint[j.name] for j in self.chain.movable]
+        self.link_ids = [index_by_link[link] for link in self.chain.links]
+        self.ee_id = index_by_link[self.chain.ee_link]
+        movable = self.chain.movable
+        self.lower = np.array([j.lower for j in movable], dtype=np.float64)
+        self.upper = np.array([j.upper for j in movable], dtype=np.float64)
+        self.vmax = np.array([j.velocity for j in movable], dtype=np.float64)
+        self.effort = np.array([j.effort for j in movable], dtype=np.float64)
+
+    def set_joints(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
+        """Teleport the joints (no physics step)."""
+        for k, j in enumerate(self.joint_ids):
+            self.client.resetJointState(self.robot, j, float(q[k]), float(qd[k]) if qd is not None else 0.0)
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        states = self.client.getJointStates(self.robot, self.joint_ids)
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+
+    def ee_position(self, fk: bool = False) -> np.ndarray:
+        """World position of the end-effector link frame."""
+        state = self.client.getLinkState(self.robot, self.ee_id, computeForwardKinematics=fk)
+        return np.array(state[4])
+
+    def link_positions(self) -> np.ndarray:
+        """World positions (L, 3) of the chain links' frames, after set_joints."""
+        states = self.client.getLinkStates(self.robot, self.link_ids, computeForwardKinematics=True)
+        return np.array([s[4] for s in states])
+
+    def in_self_collision(self) -> bool:
+        """True if non-adjacent links touch (needs self_collision=True at load)."""
+        self.client.performCollisionDetection()
+        return len(self.client.getContactPoints(self.robot, self.robot)) > 0
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+        except p.error:
+            pass
