@@ -76,7 +76,7 @@ class ReachEnv(gym.Env):
         self.dof = dof
         self.home = np.array(self.params.robot.home or [0.0] * dof, dtype=np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(dof,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(obs_size(dof),), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, shape=(obs_size(dof),), dtype=np.float32)
         self.split = "train" if mode == "train" else "heldout"
         cur = self.cfg.curriculum
         top = (targets.n_levels - 1) if targets is not None else 0
@@ -98,11 +98,11 @@ class ReachEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
-        self.target = self._next_target(options)
         q = np.clip(
             self.home + self.np_random.uniform(-self.cfg.reset_noise, self.cfg.reset_noise, self.dof),
             self.arm.lower, self.arm.upper,
         )
+        self.target = self._next_target(options)
         self.arm.set_joints(q)
         self.q_cmd = q.copy()
         self.prev_action = np.zeros(self.dof, dtype=np.float32)
@@ -139,7 +139,7 @@ class ReachEnv(gym.Env):
         if self._target_body is None:
             self._add_scenery()
         view = self.client.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=(0.3, 0.0, 0.35), distance=1.5, yaw=50, pitch=-25, roll=0,
+            cameraTargetPosition=(0.25, 0.0, 0.4), distance=1.25, yaw=50, pitch=-25, roll=0,
             upAxisIndex=2,
         )
         proj = self.client.computeProjectionMatrixFOV(fov=55, aspect=4 / 3, nearVal=0.05, farVal=5)

@@ -1,0 +1,91 @@
+"""The PyBullet reach env: gymnasium contract, seeding, velocity limits, success, rendering."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from rlcore.envs import ENV_ID
+from rlcore.envs.bullet import ReachEnv, obs_size
+
+
+@pytest.fixture
+def env(small_params, small_cache):
+    e = ReachEnv(small_params, small_cache)
+    yield e
+    e.close()
+
+
+def test_check_env_and_registration(small_params, small_cache):
+    check_env(ReachEnv(small_params, small_cache), skip_render_check=True)
+    registered = gym.make(ENV_ID)
+    obs, _ = registered.reset(seed=0)
+    assert obs.shape == (obs_size(6),) and obs.dtype == np.float32
+    registered.close()
+
+
+def test_seeding_gives_identical_episodes(small_params, small_cache):
+    def episode(seed):
+        e = ReachEnv(small_params, small_cache)
+        obs, _ = e.reset(seed=seed)
+        rng = np.random.default_rng(123)
+        trace = [obs]
+        for _ in range(20):
+            obs, reward, *_ = e.step(rng.uniform(-1, 1, 6).astype(np.float32))
+            trace.append(np.append(obs, reward))
+        e.close()
+        return np.concatenate(trace)
+
+    assert np.array_equal(episode(7), episode(7))
+    assert not np.array_equal(episode(7), episode(8))
+
+
+def test_velocity_limit_enforced(env):
+    env.reset(seed=0)
+    worst = 0.0
+    for t in range(env.cfg.episode_steps):
+        sign = 1.0 if (t // 10) % 2 == 0 else -1.0
+        obs, *_ = env.step(np.full(6, sign, dtype=np.float32))
+        q, qd = env.arm.joint_state()
+        worst = max(worst, float(np.max(np.abs(qd) / env.arm.vmax)))
+        assert np.all(q >= env.arm.lower - 1e-3) and np.all(q <= env.arm.upper + 1e-3)
+    assert 0.5 < worst <= 1.0 + 1e-3  # moving hard, never faster than the URDF limit
+
+
+def test_observation_layout(env):
+    obs, info = env.reset(seed=1)
+    d = env.dof
+    flange = env.arm.ee_position(fk=True)
+    assert np.allclose(obs[2 * d : 2 * d + 3], flange, atol=1e-5)
+    assert np.allclose(obs[2 * d + 3 : 2 * d + 6], env.target, atol=1e-6)
+    assert np.allclose(obs[2 * d + 6 : 2 * d + 9], env.target - flange, atol=1e-5)
+    assert info["distance"] == pytest.approx(np.linalg.norm(env.target - flange), abs=1e-5)
+    assert np.all(np.abs(obs[:d]) <= 1.0)
+
+
+def test_success_logic_and_no_termination(env):
+    env.reset(seed=0)
+    flange = env.arm.ee_position(fk=True)
+    env.reset(seed=0, options={"target": flange + np.array([0.0, 0.0, 0.005])})
+    rewards = []
+    for t in range(env.cfg.episode_steps):
+        _, reward, terminated, truncated, info = env.step(np.zeros(6, dtype=np.float32))
+        rewards.append(reward)
+        assert not terminated  # holding the target never ends the episode
+        assert truncated == (t == env.cfg.episode_steps - 1)
+    assert info["is_success"] and info["distance"] < env.cfg.success_radius
+    env.reset(seed=0, options={"target": flange + np.array([0.2, 0.0, 0.0])})
+    _, far_reward, _, _, info = env.step(np.zeros(6, dtype=np.float32))
+    assert not info["is_success"] and far_reward < min(rewards)
+
+
+def test_render_shows_target(small_params, small_cache):
+    e = ReachEnv(small_params, small_cache, render_mode="rgb_array")
+    e.reset(seed=0)
+    frame = e.render()
+    assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+    red = (frame[:, :, 0] > 100) & (frame[:, :, 1] < 40) & (frame[:, :, 2] < 40)
+    assert red.sum() > 10  # the target sphere is visible
+    e.close()
