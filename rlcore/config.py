@@ -66,7 +66,7 @@ class EnvConfig(Section):
     success_radius: float = Field(0.02, gt=0.0, le=1.0)
     reset_noise: float = Field(0.1, ge=0.0, le=3.2)  # rad, uniform around the home pose
     target_noise: float = Field(0.0, ge=0.0, le=0.5)  # rad of joint noise on cached targets
-    position_gain: float = Field(0.3, gt=0.0, le=1.0)
+    tracking: float = Field(0.8, gt=0.0, lt=1.0)  # gap to the commanded position closed per step
     train_physics: PhysicsConfig = PhysicsConfig(sim_hz=120, solver_iterations=10)
     eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
     reward: RewardConfig = RewardConfig()

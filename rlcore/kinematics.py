@@ -48,7 +48,7 @@ class ForwardKinematics:
         k[:, 1, 0], k[:, 2, 0], k[:, 2, 1] = ax[:, 2], -ax[:, 1], ax[:, 0]
         self.skew = k
         self.skew2 = k @ k
-        self.movable_index = [i for i, j in enumerate(chain.joints) if j.movable]
+        self.eye = torch.eye(3, **kw)
 
     def link_poses(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World positions (B, L, 3) and rotations (B, L, 3, 3) of each chain link (root excluded)."""
@@ -73,5 +73,20 @@ class ForwardKinematics:
         return torch.stack(positions, dim=1), torch.stack(rotations, dim=1)
 
     def ee_position(self, q: torch.Tensor) -> torch.Tensor:
-        """Position (B, 3) of the end-effector link."""
-        return self.link_poses(q)[0][:, -1]
+        """Position (B, 3) of the end-effector link (the hot path of the batched env)."""
+        batch = q.shape[0]
+        rot = None
+        pos = torch.zeros(batch, 3, device=self.device, dtype=self.dtype)
+        qi = 0
+        for i, joint in enumerate(self.chain.joints):
+            if rot is None:  # root frame: identity rotation
+                pos = pos + self.origin_pos[i]
+                rot = self.origin_rot[i].expand(batch, 3, 3)
+            else:
+                pos = pos + (rot @ self.origin_pos[i].unsqueeze(-1)).squeeze(-1)
+                rot = rot @ self.origin_rot[i]
+            if joint.movable:
+                angle = q[:, qi].reshape(batch, 1, 1)
+                qi += 1
+                rot = rot @ (self.eye + torch.sin(angle) * self.skew[i] + (1.0 - torch.cos(angle)) * self.skew2[i])
+        return pos

@@ -34,6 +34,16 @@ def obs_size(dof: int) -> int:
     return 3 * dof + 9
 
 
+def substep_gain(tracking: float, substeps: int) -> float:
+    """PyBullet position gain per substep that closes `tracking` of the gap per control step.
+
+    PyBullet's position motor drives v = clamp(kp (q_cmd - q) / dt_sub, +-vmax) each substep, so
+    the gap shrinks by (1 - kp) per substep: kp = 1 - (1 - tracking) ** (1 / substeps). Train and
+    eval physics (different substeps) then track alike, and the batched twin replays the same law.
+    """
+    return 1.0 - (1.0 - tracking) ** (1.0 / substeps)
+
+
 def reach_reward(
     distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh
 ) -> Any:
@@ -67,11 +77,11 @@ class ReachEnv(gym.Env):
         self.client = self.arm.client
         self.dt = 1.0 / self.cfg.control_hz
         self.client.setGravity(0, 0, -9.81)
+        substeps = physics.sim_hz // self.cfg.control_hz
         self.client.setPhysicsEngineParameter(
-            fixedTimeStep=self.dt,
-            numSubSteps=physics.sim_hz // self.cfg.control_hz,
-            numSolverIterations=physics.solver_iterations,
+            fixedTimeStep=self.dt, numSubSteps=substeps, numSolverIterations=physics.solver_iterations
         )
+        self.gain = substep_gain(self.cfg.tracking, substeps)
         dof = self.arm.chain.dof
         self.dof = dof
         self.home = np.array(self.params.robot.home or [0.0] * dof, dtype=np.float64)
@@ -116,7 +126,7 @@ class ReachEnv(gym.Env):
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float32), -1.0), 1.0)
         arm = self.arm
         self.q_cmd = np.minimum(np.maximum(self.q_cmd + a * self._vmax_dt, arm.lower), arm.upper)
-        set_motor, robot, gain = self.client.setJointMotorControl2, arm.robot, self.cfg.position_gain
+        set_motor, robot, gain = self.client.setJointMotorControl2, arm.robot, self.gain
         for k, j in enumerate(arm.joint_ids):
             set_motor(
                 robot, j, p.POSITION_CONTROL, targetPosition=self.q_cmd[k], force=arm.effort[k],

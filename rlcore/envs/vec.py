@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import numpy as np
+import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rlcore.config import Params
@@ -12,6 +14,24 @@ from rlcore.envs.bullet import ReachEnv
 from rlcore.targets import TargetCache
 
 log = logging.getLogger(__name__)
+
+
+class StepResult(NamedTuple):
+    """One step of n envs, as tensors on the env device.
+
+    The reach task has no terminal states: `done` marks episodes that hit the time limit, whose
+    value the trainer bootstraps from `final_obs` (the last observation before the auto-reset;
+    equal to `obs` where not done). `success`, `distance` and `episode_return` are meaningful
+    where `done`.
+    """
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    done: torch.Tensor
+    final_obs: torch.Tensor
+    success: torch.Tensor
+    distance: torch.Tensor
+    episode_return: torch.Tensor
 
 
 def env_factory(
@@ -52,3 +72,41 @@ def make_vec_env(
             note = f"dummy (subprocesses failed: {err})"
     venv.seed(seed)
     return venv, note
+
+
+class BulletVecEnv:
+    """PyBullet envs behind the same tensor API as BatchedReachEnv: one batched transfer each
+    way per step (actions to the host, observations and rewards back to the device)."""
+
+    def __init__(self, venv: VecEnv, device: torch.device, note: str = "") -> None:
+        self.venv = venv
+        self.device = device
+        self.note = note
+        self.num_envs = venv.num_envs
+        self.obs_dim = venv.observation_space.shape[0]
+        self.act_dim = venv.action_space.shape[0]
+        self._returns = np.zeros(self.num_envs, dtype=np.float32)
+
+    def set_level(self, level: int) -> None:
+        self.venv.env_method("set_level", int(level))
+
+    def reset(self) -> torch.Tensor:
+        self._returns[:] = 0
+        return torch.as_tensor(self.venv.reset(), device=self.device)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        obs, reward, done, infos = self.venv.step(actions.detach().cpu().numpy())
+        self._returns += reward
+        final_obs = obs.copy()
+        success = np.zeros(self.num_envs, dtype=bool)
+        distance = np.array([info["distance"] for info in infos], dtype=np.float32)
+        returns = self._returns.copy()
+        for i in np.flatnonzero(done):
+            final_obs[i] = infos[i]["terminal_observation"]
+            success[i] = infos[i]["is_success"]
+            self._returns[i] = 0
+        arrays = (obs, reward.astype(np.float32), done, final_obs, success, distance, returns)
+        return StepResult(*(torch.as_tensor(a, device=self.device) for a in arrays))
+
+    def close(self) -> None:
+        self.venv.close()

@@ -1,0 +1,139 @@
+"""The batched on-device twin of the reach env: thousands of envs per step as torch tensors.
+
+Same observation layout, action meaning, velocity limits, reward, success test, episode length
+and targets as `rlcore.envs.bullet.ReachEnv`. Joint motion is kinematic: each substep replays
+PyBullet's position-motor law v = clamp(kp (q_cmd - q) / dt_sub, +-vmax), q += v dt_sub, with the
+same per-substep gain kp as the PyBullet env (see `substep_gain`); gravity and contact are not
+modelled. Episodes have a fixed length and never terminate early, so all envs start and end
+together: the step counter lives on the host, and a step needs no device-to-host transfer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlcore.config import Params
+from rlcore.envs.bullet import obs_size, reach_reward, substep_gain
+from rlcore.envs.vec import StepResult
+from rlcore.kinematics import ForwardKinematics
+from rlcore.robots.chain import read_chain
+from rlcore.targets import TargetCache
+
+
+class BatchedReachEnv:
+    """n_envs reach tasks stepped together on one device (float32 throughout)."""
+
+    def __init__(self, params: Params, targets: TargetCache | None, n_envs: int,
+                 device: torch.device | str = "cpu", mode: str = "train", seed: int = 0) -> None:
+        self.params = params
+        self.cfg = params.env
+        self.num_envs = n_envs
+        self.device = torch.device(device) if isinstance(device, str) else device
+        self.chain = read_chain(params.robot.urdf, params.robot.ee_link)
+        self.fk = ForwardKinematics(self.chain, self.device)
+        self.dof = self.chain.dof
+        self.obs_dim, self.act_dim = obs_size(self.dof), self.dof
+        kw = {"device": self.device, "dtype": torch.float32}
+        joints = self.chain.movable
+        self.lower = torch.tensor([j.lower for j in joints], **kw)
+        self.upper = torch.tensor([j.upper for j in joints], **kw)
+        self.vmax = torch.tensor([j.velocity for j in joints], **kw)
+        self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
+        self.home = torch.tensor(params.robot.home or [0.0] * self.dof, **kw)
+        physics = self.cfg.train_physics if mode == "train" else self.cfg.eval_physics
+        self.substeps = physics.sim_hz // self.cfg.control_hz
+        self.dt = 1.0 / self.cfg.control_hz
+        self.dt_sub = self.dt / self.substeps
+        self.gain = substep_gain(self.cfg.tracking, self.substeps)
+        # a device generator where torch has one (CPU, CUDA/ROCm), else the device's default RNG
+        self.generator = None
+        if self.device.type in ("cpu", "cuda"):
+            self.generator = torch.Generator(device=self.device)
+            self.generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
+        self.level = 0
+        self.targets = targets
+        if targets is not None:
+            split = "train" if mode == "train" else "heldout"
+            order = targets.indices(split)
+            order = order[torch.from_numpy(targets.level[order]).argsort(stable=True).numpy()]
+            self._pool_positions = torch.tensor(targets.positions[order], **kw)
+            self._pool_joints = torch.tensor(targets.joints[order], **kw)
+            levels = targets.level[order]
+            self._level_end = [int((levels <= lvl).sum()) for lvl in range(targets.n_levels)]
+        n = n_envs
+        self.q = torch.zeros(n, self.dof, **kw)
+        self.qd = torch.zeros(n, self.dof, **kw)
+        self.q_cmd = torch.zeros(n, self.dof, **kw)
+        self.prev_action = torch.zeros(n, self.dof, **kw)
+        self.target = torch.zeros(n, 3, **kw)
+        self.t = 0
+        self.episode_return = torch.zeros(n, **kw)
+        self.obs = torch.zeros(n, self.obs_dim, **kw)
+        self._all = torch.ones(n, dtype=torch.bool, device=self.device)
+        self._none = torch.zeros(n, dtype=torch.bool, device=self.device)
+
+    # -- API shared with the PyBullet adapter (rlcore.envs.vec.BulletVecEnv) -------------------
+    def set_level(self, level: int) -> None:
+        self.level = int(level)
+
+    def reset(self) -> torch.Tensor:
+        """Start new episodes in every env; returns the observations."""
+        noise = self.cfg.reset_noise * (2 * self._rand(self.num_envs, self.dof) - 1)
+        self.q = torch.minimum(torch.maximum(self.home + noise, self.lower), self.upper)
+        self.q_cmd = self.q.clone()
+        self.qd = torch.zeros_like(self.q)
+        self.prev_action = torch.zeros_like(self.q)
+        self.target = self._sample_targets(self.num_envs)
+        self.episode_return = torch.zeros_like(self.episode_return)
+        self.t = 0
+        self.obs = self._observe()[0]
+        return self.obs
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Advance every env one control step; envs whose episode ended are reset."""
+        a = actions.clamp(-1.0, 1.0)
+        self.q_cmd = torch.minimum(torch.maximum(self.q_cmd + a * (self.vmax * self.dt), self.lower), self.upper)
+        q, v = self.q, self.qd
+        for _ in range(self.substeps):
+            v = torch.minimum(torch.maximum(self.gain / self.dt_sub * (self.q_cmd - q), -self.vmax), self.vmax)
+            q = q + v * self.dt_sub
+        self.q, self.qd = q, v
+        delta_sq = (a - self.prev_action).square().sum(-1)
+        self.prev_action = a
+        obs, distance = self._observe()
+        reward = reach_reward(distance, delta_sq, self.cfg, self.dof, tanh=torch.tanh)
+        self.episode_return = self.episode_return + reward
+        self.t += 1
+        if self.t < self.cfg.episode_steps:
+            self.obs = obs
+            return StepResult(obs, reward, self._none, obs, self._none, distance, self.episode_return)
+        success = distance < self.cfg.success_radius
+        returns = self.episode_return
+        self.reset()
+        return StepResult(self.obs, reward, self._all, obs, success, distance, returns)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.generator, device=self.device)
+
+    def _sample_targets(self, n: int) -> torch.Tensor:
+        if self.targets is None:  # FK of random configurations: always reachable
+            q = self.lower + (self.upper - self.lower) * self._rand(n, self.dof)
+            return self.fk.ee_position(q)
+        end = self._level_end[min(self.level, len(self._level_end) - 1)]
+        idx = (self._rand(n) * end).long().clamp(max=end - 1)
+        if self.cfg.target_noise <= 0:
+            return self._pool_positions[idx]
+        q = self._pool_joints[idx] + self.cfg.target_noise * (2 * self._rand(n, self.dof) - 1)
+        return self.fk.ee_position(torch.minimum(torch.maximum(q, self.lower), self.upper))
+
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ee = self.fk.ee_position(self.q)
+        delta = self.target - ee
+        obs = torch.cat(
+            [(self.q - self.mid) / self.half, self.qd / self.vmax, ee, self.target, delta, self.prev_action],
+            dim=-1,
+        )
+        return obs, delta.norm(dim=-1)

@@ -1,0 +1,1 @@
+"""On-device PPO: policy (actor-critic + observation normaliser), storage, algorithm, trainer."""

@@ -1,0 +1,92 @@
+"""Actor-critic MLPs with a state-independent log-std, and a running observation normaliser.
+
+Sampling is mean + std * randn (torch.distributions' Normal.sample falls back to the CPU on
+DirectML); log-probabilities and entropy are written out by hand for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
+LOG_2PI = math.log(2 * math.pi)
+
+
+def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
+    """Linear layers with orthogonal init; the last one scaled by out_gain, no activation."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        linear = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == len(sizes) - 2
+        nn.init.orthogonal_(linear.weight, out_gain if last else math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value networks; Gaussian actions with a learned log-std vector."""
+
+    def __init__(self, obs_dim: int, act_dim: int, actor_hidden: list[int], critic_hidden: list[int],
+                 activation: str = "elu", init_log_std: float = -0.5) -> None:
+        super().__init__()
+        self.actor = mlp([obs_dim, *actor_hidden, act_dim], activation, 0.01)
+        self.critic = mlp([obs_dim, *critic_hidden, 1], activation, 1.0)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        z = (actions - mean) * torch.exp(-self.log_std)
+        return (-0.5 * z.square() - self.log_std - 0.5 * LOG_2PI).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (0.5 + 0.5 * LOG_2PI + self.log_std).sum()
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample actions; return (actions, log_probs, values) for normalised observations."""
+        mean = self.actor(obs)
+        actions = mean + torch.exp(self.log_std) * torch.randn_like(mean)
+        return actions, self.log_prob(mean, actions), self.critic(obs).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log_probs, entropy per sample, values) for the update."""
+        mean = self.actor(obs)
+        entropy = self.entropy().expand(obs.shape[0])
+        return self.log_prob(mean, actions), entropy, self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+
+class RunningNorm(nn.Module):
+    """Running mean/variance of observations (parallel Welford), kept on the device and saved
+    in the state dict with its count."""
+
+    def __init__(self, size: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("var", torch.ones(size))
+        self.register_buffer("count", torch.tensor(1e-4))
+        self.clip = clip
+        self.eps = eps
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean = x.mean(0)
+        batch_var = x.var(0, unbiased=False)
+        n = float(x.shape[0])
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean.add_(delta * (n / total))
+        m2 = self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
