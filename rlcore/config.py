@@ -87,9 +87,38 @@ class HardwareConfig(Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N, directml, directml:N, mps
     vram_limit_mb: float | None = Field(None, gt=0)
     vram_safety_fraction: float = Field(0.8, gt=0.0, le=1.0)
-    n_envs_bullet: int | None = Field(None, ge=1, le=256)
+    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: 16
     n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
+
+
+class TrainConfig(Section):
+    algo: Literal["rlcore", "sb3"] = "rlcore"
+    total_steps: int = Field(3_000_000, ge=1)
+    n_envs: int | None = Field(None, ge=1, le=1 << 22)  # None: the hardware stage's choice
+    n_steps: int = Field(32, ge=1, le=100_000)  # rollout length per env
+    epochs: int = Field(5, ge=1, le=100)
+    minibatches: int = Field(4, ge=1, le=4096)
+    minibatch_size: int | None = Field(None, ge=8)  # overrides minibatches when set
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    lr_schedule: Literal["constant", "linear"] = "linear"
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    gae_lambda: float = Field(0.95, ge=0.0, le=1.0)
+    clip_range: float = Field(0.2, gt=0.0, le=1.0)
+    clip_value: float | None = Field(None, gt=0.0)  # value clipping range; None = off
+    value_coef: float = Field(1.0, ge=0.0)
+    entropy_coef: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    target_kl: float | None = Field(0.02, gt=0.0)  # stop the epoch loop past this KL; None = off
+    actor_hidden: list[int] = Field(default_factory=lambda: [128, 128])
+    critic_hidden: list[int] = Field(default_factory=lambda: [128, 128])
+    activation: Literal["elu", "tanh", "relu", "silu"] = "elu"
+    init_log_std: float = Field(-0.5, ge=-5.0, le=2.0)
+    obs_norm: bool = True
+    vec_env: Literal["auto", "subproc", "dummy"] = "auto"  # PyBullet backend only
+    checkpoint_every: int = Field(20, ge=1)  # updates
+    checkpoint_dir: str = "checkpoints"
+    auto_fit: bool = False  # shrink n_envs / minibatch to fit the VRAM limit instead of stopping
 
 
 class Params(Section):
@@ -98,6 +127,7 @@ class Params(Section):
     targets: TargetsConfig = TargetsConfig()
     env: EnvConfig = EnvConfig()
     hardware: HardwareConfig = HardwareConfig()
+    train: TrainConfig = TrainConfig()
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""

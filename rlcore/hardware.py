@@ -53,7 +53,7 @@ class Probe:
     name: str = "unknown"
     memory_total_mb: float | None = None  # None = the backend cannot tell
     memory_free_mb: float | None = field(default=None, compare=False)
-    capabilities: Capabilities = field(default_factory=Capabilities)
+    capabilities: Capabilities | None = None  # None where the device is not usable
 
     def stable_dict(self) -> dict[str, Any]:
         """What goes into hardware.json: no fluctuating figures (free memory lives elsewhere)."""
@@ -384,8 +384,7 @@ def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, re
 
 
 def choose_placement(probes: list[Probe], timings: dict[str, dict[str, float]],
-                     cfg: HardwareConfig, bytes_per_env: float = 16384.0,
-                     cpu_count: int | None = None) -> Placement:
+                     cfg: HardwareConfig, bytes_per_env: float = 16384.0) -> Placement:
     """Decide devices and sizes from probes and measured timings (pure: testable with fakes).
 
     timings: {device: {"update_s": ..., "env_step_s": ...}} for each usable device;
@@ -411,8 +410,7 @@ def choose_placement(probes: list[Probe], timings: dict[str, dict[str, float]],
     limit = cfg.vram_limit_mb
     if limit is None and env_probe.memory_total_mb is not None and env != "cpu":
         limit = env_probe.memory_total_mb * cfg.vram_safety_fraction
-    cores = cpu_count or os.cpu_count() or 1
-    n_bullet = cfg.n_envs_bullet or max(1, min(cores, 16))
+    n_bullet = cfg.n_envs_bullet or 16  # ~512 samples per rollout at n_steps 32
     n_batched = cfg.n_envs_batched or _default_batched_envs(env, limit, bytes_per_env)
     return Placement(policy, env, n_bullet, n_batched, limit, reasons)
 
@@ -425,12 +423,12 @@ def _fastest(usable: dict[str, Probe], timings: dict[str, dict[str, float]], key
         return "cpu"
     best = min(timed, key=timed.get)
     cpu_time = timed.get("cpu")
+    # reasons go into hardware.json, which must not change between runs: no timings in them
     if best != "cpu" and cpu_time is not None and cpu_time < timed[best] * margin:
-        reasons.append(f"{what}: cpu ({cpu_time * 1e3:.2f} ms) kept over {best} "
-                       f"({timed[best] * 1e3:.2f} ms): less than {margin}x faster")
+        reasons.append(f"{what}: cpu kept over {best}, which was less than {margin}x faster")
         return "cpu"
-    listing = ", ".join(f"{d} {t * 1e3:.2f} ms" for d, t in sorted(timed.items()))
-    reasons.append(f"{what}: {best} fastest ({listing})")
+    others = sorted(d for d in timed if d != best)
+    reasons.append(f"{what}: {best}, fastest of the timed devices" + (f" (vs {', '.join(others)})" if others else ""))
     return best
 
 

@@ -194,9 +194,7 @@ def summary(cache: TargetCache) -> str:
         )
     lo, hi = cache.positions.min(0), cache.positions.max(0)
     lines.append(
-        "workspace x [{:.3f}, {:.3f}]  y [{:.3f}, {:.3f}]  z [{:.3f}, {:.3f}] m".format(
-            lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]
-        )
+        f"workspace x [{lo[0]:.3f}, {hi[0]:.3f}]  y [{lo[1]:.3f}, {hi[1]:.3f}]  z [{lo[2]:.3f}, {hi[2]:.3f}] m"
     )
     return "\n".join(lines)
 

@@ -1,0 +1,170 @@
+"""The device layer on a CPU-only machine: fake DirectML modules, placement, stable output, Adam."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlcore import hardware as hw
+from rlcore.config import HardwareConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def importer_for(module):
+    def importer(name):
+        assert name == "torch_directml"
+        if isinstance(module, BaseException):
+            raise module
+        return module
+
+    return importer
+
+
+def fake_dml(available=True, raises=None):
+    mod = types.SimpleNamespace()
+
+    def is_available():
+        if raises:
+            raise raises
+        return available
+
+    mod.is_available = is_available
+    mod.device_count = lambda: 1
+    mod.device = lambda i: torch.device("cpu")  # a working fake backed by the CPU
+    mod.device_name = lambda i: "Fake Radeon 780M"
+    mod.has_float64_support = lambda i: False
+    return mod
+
+
+def test_directml_import_oserror_is_a_reason():
+    [probe] = hw.probe_directml(importer_for(OSError("libd3d12.so: cannot open shared object file")))
+    assert not probe.usable and "OSError" in probe.reason and "libd3d12" in probe.reason
+
+
+def test_directml_is_available_raising_is_a_reason():
+    [probe] = hw.probe_directml(importer_for(fake_dml(raises=RuntimeError("no adapter"))))
+    assert not probe.usable and "RuntimeError" in probe.reason and "no adapter" in probe.reason
+    [probe] = hw.probe_directml(importer_for(fake_dml(available=False)))
+    assert not probe.usable and "False" in probe.reason
+
+
+def test_working_fake_directml_probe():
+    [probe] = hw.probe_directml(importer_for(fake_dml()))
+    assert probe.usable and probe.device == "directml:0" and probe.name == "Fake Radeon 780M"
+    caps = probe.capabilities
+    assert not caps.float64 and not caps.foreach and not caps.synchronize and not caps.peak_memory
+    assert probe.stable_dict()["memory_total_mb"] == "unknown"  # DirectML gives no totals
+
+
+def test_probe_all_never_raises_and_cpu_is_usable():
+    probes = hw.probe_all(importer_for(ImportError("No module named 'torch_directml'")))
+    backends = {p.backend for p in probes}
+    assert {"cpu", "directml", "mps"} <= backends and ({"cuda", "rocm"} & backends)
+    cpu = next(p for p in probes if p.backend == "cpu")
+    assert cpu.usable and cpu.capabilities.float64
+    assert all(p.reason for p in probes)
+
+
+def _probes():
+    cpu = hw.probe_cpu()
+    gpu = hw.Probe("cuda", "cuda:0", True, "smoke test passed", "Fake GPU", 8000.0, 7000.0, hw.Capabilities(peak_memory=True))
+    dml = hw.Probe("directml", None, False, "torch_directml not importable: OSError: x")
+    return [cpu, gpu, dml]
+
+
+def test_placement_from_injected_timings():
+    cfg = HardwareConfig()
+    # GPU much faster at both: chosen for both, VRAM limit from total x safety fraction
+    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.1, "env_step_s": 0.01},
+                                        "cuda:0": {"update_s": 0.01, "env_step_s": 0.001}}, cfg)
+    assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
+    assert p.vram_limit_mb == pytest.approx(8000 * cfg.vram_safety_fraction)
+    assert p.n_envs_batched >= 1024
+    # small MLP: CPU wins the update, GPU wins the env
+    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.002, "env_step_s": 0.01},
+                                        "cuda:0": {"update_s": 0.003, "env_step_s": 0.001}}, cfg)
+    assert (p.policy_device, p.env_device) == ("cpu", "cuda:0")
+    # GPU only slightly faster (below the margin): CPU kept, and the reason says so
+    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.010, "env_step_s": 0.01},
+                                        "cuda:0": {"update_s": 0.009, "env_step_s": 0.009}}, cfg)
+    assert p.policy_device == "cpu" and any("less than 1.2x faster" in r for r in p.reasons)
+    assert any(r.startswith("directml: skipped") for r in p.reasons)
+    # explicit override of limits and sizes
+    p = hw.choose_placement(_probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_batched=512))
+    assert (p.policy_device, p.vram_limit_mb, p.n_envs_batched) == ("cuda:0", 1000, 512)
+
+
+def test_explicit_unusable_device_gives_probe_reason():
+    with pytest.raises(hw.HardwareError, match="'directml' is not usable: torch_directml not importable"):
+        hw.choose_placement(_probes(), {}, HardwareConfig(device="directml"))
+    with pytest.raises(hw.HardwareError, match="'mps' is not usable: no such device"):
+        hw.choose_placement(_probes(), {}, HardwareConfig(device="mps"))
+
+
+def test_portable_adam_matches_torch_adam():
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ELU(), torch.nn.Linear(16, 3))
+    mine = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ELU(), torch.nn.Linear(16, 3))
+    mine.load_state_dict(ref.state_dict())
+    opt_ref = hw.make_adam(ref.parameters(), 1e-2, hw.Capabilities(foreach=True, fused_adam=False))
+    opt_mine = hw.make_adam(mine.parameters(), 1e-2, hw.Capabilities(foreach=False))
+    assert isinstance(opt_mine, hw.PortableAdam) and isinstance(opt_ref, torch.optim.Adam)
+    for step in range(50):
+        x = torch.randn(32, 5)
+        for model, opt in ((ref, opt_ref), (mine, opt_mine)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(ref.parameters(), mine.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert not torch.allclose(ref[0].weight, torch.nn.Linear(5, 16).weight)
+
+
+def test_clip_grad_norm_matches_torch():
+    torch.manual_seed(1)
+    a = torch.nn.Linear(4, 4)
+    b = torch.nn.Linear(4, 4)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 4) * 10
+    for m in (a, b):
+        m(x).square().sum().backward()
+    norm_ref = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.5, foreach=False)
+    norm = hw.clip_grad_norm(list(b.parameters()), 0.5)
+    assert torch.allclose(norm, norm_ref)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+
+
+def test_hardware_json_is_byte_identical_across_runs(tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}" / "hardware.json"
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "stages" / "hardware.py"), "--params", str(ROOT / "params.yaml"),
+             "--out", str(out), "--set", "hardware.n_envs_batched=256", "--set", "train.minibatch_size=256"],
+            capture_output=True, text=True, cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out.read_bytes())
+        assert json.loads(out.with_name("hardware_timings.json").read_text())["timings"]["cpu"]["update_s"] > 0
+    assert outs[0] == outs[1]
+    report = json.loads(outs[0])
+    assert report["decision"]["policy_device"] == "cpu"
+    assert {p["backend"] for p in report["probes"]} >= {"cpu", "directml", "mps"}
+
+
+def test_explicit_unusable_device_stage_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "hardware.py"), "--params", str(ROOT / "params.yaml"),
+         "--out", str(tmp_path / "hw.json"), "--set", "hardware.device=directml"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "hardware.device = 'directml' is not usable: torch_directml not importable" in proc.stderr
