@@ -108,11 +108,11 @@ class BatchedReachEnv:
         self.t += 1
         if self.t < self.cfg.episode_steps:
             self.obs = obs
-            return StepResult(obs, reward, self._none, obs, self._none, distance, self.episode_return)
+            return StepResult(obs, reward, self._none, obs, self._none, distance, self.episode_return, False)
         success = distance < self.cfg.success_radius
         returns = self.episode_return
         self.reset()
-        return StepResult(self.obs, reward, self._all, obs, success, distance, returns)
+        return StepResult(self.obs, reward, self._all, obs, success, distance, returns, True)
 
     # -- internals -----------------------------------------------------------------------------
     def _rand(self, *shape: int) -> torch.Tensor:

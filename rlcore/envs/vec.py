@@ -33,6 +33,7 @@ class StepResult(NamedTuple):
     success: torch.Tensor
     distance: torch.Tensor
     episode_return: torch.Tensor
+    any_done: bool  # known on the host without a device sync
 
 
 def env_factory(
@@ -107,7 +108,7 @@ class BulletVecEnv:
             success[i] = infos[i]["is_success"]
             self._returns[i] = 0
         arrays = (obs, reward.astype(np.float32), done, final_obs, success, distance, returns)
-        return StepResult(*(torch.as_tensor(a, device=self.device) for a in arrays))
+        return StepResult(*(torch.as_tensor(a, device=self.device) for a in arrays), bool(done.any()))
 
     def close(self) -> None:
         self.venv.close()

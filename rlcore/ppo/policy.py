@@ -90,3 +90,47 @@ class RunningNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class DeterministicPolicy(nn.Module):
+    """What evaluation runs: normaliser + actor mean, clipped to the action range."""
+
+    def __init__(self, model: ActorCritic, norm: RunningNorm | None) -> None:
+        super().__init__()
+        self.actor = model.actor
+        self.norm = norm
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.norm is not None:
+            obs = self.norm(obs)
+        return self.actor(obs).clamp(-1.0, 1.0)
+
+
+POLICY_FORMAT = 1
+
+
+def policy_bundle(model: ActorCritic, norm: RunningNorm | None, params_dict: dict, algo: str,
+                  obs_dim: int, act_dim: int) -> dict:
+    """Everything needed to rebuild the policy (weights, normaliser with its count, config)."""
+    return {
+        "format": POLICY_FORMAT, "algo": algo, "obs_dim": obs_dim, "act_dim": act_dim,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "norm": None if norm is None else {k: v.detach().cpu() for k, v in norm.state_dict().items()},
+        "params": params_dict,
+    }
+
+
+def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[DeterministicPolicy, dict]:
+    """Load models/policy.pt (torch.load with weights_only=True) as a deterministic policy."""
+    bundle = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or bundle.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path} is not an rlcore policy file (format {POLICY_FORMAT})")
+    t = bundle["params"]["train"]
+    model = ActorCritic(bundle["obs_dim"], bundle["act_dim"], t["actor_hidden"], t["critic_hidden"], t["activation"])
+    model.load_state_dict(bundle["model"])
+    norm = None
+    if bundle["norm"] is not None:
+        norm = RunningNorm(bundle["obs_dim"])
+        norm.load_state_dict(bundle["norm"])
+    return DeterministicPolicy(model, norm).to(device).eval(), bundle

@@ -1,0 +1,223 @@
+"""The training loop: collect a rollout on the device, update, curriculum, checkpoints.
+
+Read it top to bottom in `Trainer.train`. Both env backends (the batched twin and PyBullet through
+SB3 VecEnvs) give the same tensor API, so the algorithm does not know which one it drives.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcore.config import Params
+from rlcore.hardware import Capabilities, PeakMemory
+from rlcore.ppo.algorithm import PPO
+from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
+from rlcore.ppo.storage import RolloutStorage
+from rlcore.targets import Curriculum, TargetCache
+from rlcore.tuning import minibatch_size
+
+CHECKPOINT = "last.pt"
+
+
+def make_env(params: Params, targets: TargetCache | None, n_envs: int, device: torch.device,
+             seed: int, mode: str = "train") -> Any:
+    """The training env for `env.backend`: the batched twin on `device`, or PyBullet VecEnvs."""
+    if params.env.backend == "batched":
+        from rlcore.envs.batched import BatchedReachEnv
+
+        return BatchedReachEnv(params, targets, n_envs, device, mode=mode, seed=seed)
+    from rlcore.envs.vec import BulletVecEnv, make_vec_env
+
+    venv, note = make_vec_env(params, targets, n_envs, kind=params.train.vec_env, mode=mode, seed=seed)
+    return BulletVecEnv(venv, device, note)
+
+
+class Trainer:
+    """PPO on one device against one env; resumable through atomic checkpoints."""
+
+    def __init__(self, params: Params, env: Any, device: torch.device, caps: Capabilities,
+                 checkpoint_dir: str | Path | None = None, n_levels: int = 1) -> None:
+        self.params = params
+        self.cfg = params.train
+        self.env = env
+        self.device = device
+        torch.manual_seed(params.seed)
+        np.random.seed(params.seed)
+        self.model = ActorCritic(env.obs_dim, env.act_dim, self.cfg.actor_hidden, self.cfg.critic_hidden,
+                                 self.cfg.activation, self.cfg.init_log_std).to(device)
+        self.norm = RunningNorm(env.obs_dim).to(device) if self.cfg.obs_norm else None
+        self.ppo = PPO(self.model, self.cfg, caps)
+        cur = params.env.curriculum
+        self.curriculum = Curriculum(cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window)
+        if not cur.enabled:
+            self.curriculum.level = self.curriculum.max_level
+        self.storage = RolloutStorage(self.cfg.n_steps, env.num_envs, env.obs_dim, env.act_dim, device)
+        self.batch_size = minibatch_size(params, env.num_envs)
+        self.global_step = 0
+        self.iteration = 0
+        self.extra: dict[str, Any] = {}  # saved with checkpoints (e.g. the MLflow run id)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.history: list[dict[str, float]] = []
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, on_iteration: Callable[[dict[str, float]], None] | None = None,
+              progress: bool = True, total_steps: int | None = None) -> dict[str, float]:
+        """Train until `train.total_steps`; returns a summary. Calls on_iteration(row) each update."""
+        cfg, env, device = self.cfg, self.env, self.device
+        total = total_steps or cfg.total_steps
+        per_iter = cfg.n_steps * env.num_envs
+        env.set_level(self.curriculum.level)
+        obs = env.reset().to(device)
+        bar = _progress(total, self.global_step) if progress else None
+        start = time.perf_counter()
+        start_step = self.global_step
+        last_success, last_return = float("nan"), float("nan")
+        while self.global_step < total:
+            lr = cfg.learning_rate * (1 - self.global_step / total if cfg.lr_schedule == "linear" else 1.0)
+            self.ppo.set_learning_rate(lr)
+            with PeakMemory(device) as peak:
+                t0 = time.perf_counter()
+                ended = torch.zeros(3, device=device)  # episodes, successes, summed returns
+                for _ in range(cfg.n_steps):
+                    obs_n = self._normalise(obs, update=True)
+                    actions, log_probs, values = self.model.act(obs_n)
+                    res = env.step(actions.to(env.device) if env.device != device else actions)
+                    reward, done = res.reward.to(device), res.done.to(device)
+                    if res.any_done:  # time-limit ends: bootstrap from the value of the last obs
+                        final_values = self.model.value(self._normalise(res.final_obs.to(device)))
+                        reward = reward + cfg.gamma * final_values * done
+                        ended += torch.stack([done.sum(), (res.success.to(device) & done).sum(),
+                                              (res.episode_return.to(device) * done).sum()]).float()
+                    self.storage.add(obs_n, actions, log_probs, reward, done.float(), values)
+                    obs = res.obs.to(device)
+                last_values = self.model.value(self._normalise(obs))
+                self.storage.compute_gae(last_values, cfg.gamma, cfg.gae_lambda)
+                t1 = time.perf_counter()
+                metrics = self.ppo.update(self.storage, self.batch_size)
+                t2 = time.perf_counter()
+            n_ended, n_success, sum_return = ended.cpu().tolist()
+            if n_ended > 0:
+                last_success, last_return = n_success / n_ended, sum_return / n_ended
+                flags = np.zeros(int(n_ended), dtype=bool)
+                flags[: int(n_success)] = True
+                if self.curriculum.update(flags):
+                    env.set_level(self.curriculum.level)
+            self.global_step += per_iter
+            self.iteration += 1
+            elapsed = time.perf_counter() - start
+            row = {
+                "step": self.global_step, "iteration": self.iteration, "wall_s": elapsed,
+                "fps": (self.global_step - start_step) / max(elapsed, 1e-9),
+                "success_rate": last_success, "episode_return": last_return,
+                "curriculum_level": float(self.curriculum.level), "learning_rate": lr,
+                "rollout_s": t1 - t0, "update_s": t2 - t1,
+                "peak_memory_mb": peak.peak_mb if peak.peak_mb is not None else float("nan"),
+                **metrics,
+            }
+            self.history.append(row)
+            if on_iteration:
+                on_iteration(row)
+            if bar is not None:
+                bar.update(per_iter)
+                bar.set_postfix(fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}",
+                                level=self.curriculum.level)
+            if self.checkpoint_dir and self.iteration % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        if self.checkpoint_dir:
+            self.save_checkpoint()
+        wall = time.perf_counter() - start
+        return {"steps": self.global_step, "wall_s": wall,
+                "fps": (self.global_step - start_step) / max(wall, 1e-9),
+                "success_rate": last_success, "episode_return": last_return,
+                "curriculum_level": self.curriculum.level, "iterations": self.iteration}
+
+    def _normalise(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
+        if self.norm is None:
+            return obs
+        if update:
+            self.norm.update(obs)
+        return self.norm(obs)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        gen = getattr(self.env, "generator", None)
+        return {
+            "model": self.model.state_dict(),
+            "norm": self.norm.state_dict() if self.norm is not None else None,
+            "optimizer": self.ppo.optimizer.state_dict(),
+            "curriculum": self.curriculum.state_dict(),
+            "global_step": self.global_step,
+            "iteration": self.iteration,
+            "torch_rng": torch.get_rng_state(),
+            "env_rng": gen.get_state() if gen is not None else None,
+            "params_hash": self.params.section_hash("robot", "targets", "env", "train", "seed"),
+            "extra": self.extra,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.norm is not None and state["norm"] is not None:
+            self.norm.load_state_dict(state["norm"])
+        self.ppo.optimizer.load_state_dict(state["optimizer"])
+        self.curriculum.load_state_dict(state["curriculum"])
+        self.global_step = int(state["global_step"])
+        self.iteration = int(state["iteration"])
+        torch.set_rng_state(state["torch_rng"])
+        gen = getattr(self.env, "generator", None)
+        if gen is not None and state["env_rng"] is not None:
+            gen.set_state(state["env_rng"])
+        self.extra = dict(state["extra"])
+
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint_dir/last.pt atomically (temp file, then rename)."""
+        assert self.checkpoint_dir is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def try_resume(self) -> str | None:
+        """Resume from checkpoint_dir/last.pt if it exists and matches these params.
+
+        Returns a note on what happened (None when there was nothing to resume)."""
+        if not self.checkpoint_dir or not (self.checkpoint_dir / CHECKPOINT).is_file():
+            return None
+        path = self.checkpoint_dir / CHECKPOINT
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a corrupt checkpoint is set aside, not fatal
+            path.rename(path.with_suffix(".corrupt"))
+            return f"checkpoint {path} unreadable ({err}); set aside, starting fresh"
+        if state.get("params_hash") != self.state_dict()["params_hash"]:
+            path.rename(path.with_suffix(".stale"))
+            return f"checkpoint {path} was made with other params; set aside, starting fresh"
+        self.load_state_dict(state)
+        return f"resumed from {path} at step {self.global_step:,}"
+
+    def policy(self) -> dict[str, Any]:
+        """The exportable policy bundle (models/policy.pt)."""
+        return policy_bundle(self.model, self.norm, self.params.model_dump(), "rlcore",
+                             self.env.obs_dim, self.env.act_dim)
+
+
+def _progress(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, desc="train",
+                dynamic_ncols=True, mininterval=1.0)
+
+
+def finite_or_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
