@@ -121,6 +121,12 @@ class TrainConfig(Section):
     auto_fit: bool = False  # shrink n_envs / minibatch to fit the VRAM limit instead of stopping
 
 
+class EvalConfig(Section):
+    episodes: int = Field(200, ge=1, le=100_000)
+    seed: int = Field(12345, ge=0)
+    gif_episodes: int = Field(3, ge=0, le=50)
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     robot: RobotConfig = RobotConfig()
@@ -128,6 +134,7 @@ class Params(Section):
     env: EnvConfig = EnvConfig()
     hardware: HardwareConfig = HardwareConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""

@@ -200,13 +200,19 @@ def summary(cache: TargetCache) -> str:
 
 
 class Curriculum:
-    """Raise the target level when the rolling success rate passes a threshold."""
+    """Raise the target level when the rolling success rate passes a threshold.
 
-    def __init__(self, start_level: int, max_level: int, threshold: float, window: int) -> None:
+    `in_flight` is how many episodes run at once (n_envs): after a level change that many
+    results are skipped, since those episodes started at the old level.
+    """
+
+    def __init__(self, start_level: int, max_level: int, threshold: float, window: int, in_flight: int = 0) -> None:
         self.level = min(start_level, max_level)
         self.max_level = max_level
         self.threshold = threshold
         self.window = window
+        self.in_flight = in_flight
+        self.skip = 0
         self.results: deque[bool] = deque(maxlen=window)
 
     @property
@@ -215,7 +221,10 @@ class Curriculum:
 
     def update(self, successes: Any) -> bool:
         """Record finished episodes' success flags; return True if the level went up."""
-        self.results.extend(bool(s) for s in np.atleast_1d(successes))
+        flags = [bool(s) for s in np.atleast_1d(successes)]
+        skipped = min(self.skip, len(flags))
+        self.skip -= skipped
+        self.results.extend(flags[skipped:])
         if (
             self.level < self.max_level
             and len(self.results) == self.window
@@ -223,12 +232,14 @@ class Curriculum:
         ):
             self.level += 1
             self.results.clear()
+            self.skip = self.in_flight
             return True
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "results": list(self.results)}
+        return {"level": self.level, "results": list(self.results), "skip": self.skip}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.level = int(state["level"])
+        self.skip = int(state.get("skip", 0))
         self.results = deque((bool(r) for r in state["results"]), maxlen=self.window)

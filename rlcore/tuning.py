@@ -78,3 +78,14 @@ def bytes_per_env(params: Params) -> float:
     """Marginal device memory of one more batched env (state, inference and rollout share)."""
     big, small = estimate_memory(params, 2048, batched_env=True), estimate_memory(params, 1024, batched_env=True)
     return (big.total_mb - small.total_mb) * 1024 * 1024 / 1024
+
+
+def fit_to_limit(params: Params, n_envs: int, limit_mb: float) -> tuple[int, int]:
+    """The largest (n_envs, minibatch) under limit_mb, halving n_envs, then the minibatch."""
+    batch = minibatch_size(params, n_envs)
+    while n_envs > 1 and estimate_memory(params, n_envs, min(batch, params.train.n_steps * n_envs)).total_mb > limit_mb:
+        n_envs //= 2
+    batch = min(batch, params.train.n_steps * n_envs)
+    while batch > 8 and estimate_memory(params, n_envs, batch).total_mb > limit_mb:
+        batch //= 2
+    return n_envs, batch

@@ -6,7 +6,6 @@ SB3 VecEnvs) give the same tensor API, so the algorithm does not know which one 
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -56,7 +55,8 @@ class Trainer:
         self.norm = RunningNorm(env.obs_dim).to(device) if self.cfg.obs_norm else None
         self.ppo = PPO(self.model, self.cfg, caps)
         cur = params.env.curriculum
-        self.curriculum = Curriculum(cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window)
+        self.curriculum = Curriculum(cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window,
+                                     in_flight=env.num_envs)
         if not cur.enabled:
             self.curriculum.level = self.curriculum.max_level
         self.storage = RolloutStorage(self.cfg.n_steps, env.num_envs, env.obs_dim, env.act_dim, device)
@@ -162,6 +162,7 @@ class Trainer:
             "env_rng": gen.get_state() if gen is not None else None,
             "params_hash": self.params.section_hash("robot", "targets", "env", "train", "seed"),
             "extra": self.extra,
+            "history": self.history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -177,6 +178,7 @@ class Trainer:
         if gen is not None and state["env_rng"] is not None:
             gen.set_state(state["env_rng"])
         self.extra = dict(state["extra"])
+        self.history = list(state.get("history", []))
 
     def save_checkpoint(self) -> Path:
         """Write checkpoint_dir/last.pt atomically (temp file, then rename)."""
@@ -218,6 +220,3 @@ def _progress(total: int, initial: int) -> Any:
     return tqdm(total=total, initial=initial, unit="step", unit_scale=True, desc="train",
                 dynamic_ncols=True, mininterval=1.0)
 
-
-def finite_or_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

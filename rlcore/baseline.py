@@ -1,0 +1,162 @@
+"""The baseline inside the product: stable-baselines3's PPO on the same PyBullet env with the
+same hyperparameters, logged under the same metric names, exported in rlcore's policy format."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO as SB3PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+
+from rlcore.config import Params
+from rlcore.envs.vec import make_vec_env
+from rlcore.ppo.policy import ACTIVATIONS, ActorCritic, RunningNorm, policy_bundle
+from rlcore.targets import Curriculum, TargetCache
+from rlcore.tuning import minibatch_size
+
+SB3_METRICS = {
+    "train/policy_gradient_loss": "policy_loss", "train/value_loss": "value_loss",
+    "train/entropy_loss": "entropy", "train/approx_kl": "approx_kl",
+    "train/clip_fraction": "clip_fraction", "train/explained_variance": "explained_variance",
+    "train/learning_rate": "learning_rate",
+}
+
+
+def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None = None) -> SB3PPO:
+    """SB3 PPO configured from the same params as rlcore PPO."""
+    t = params.train
+    lr = t.learning_rate
+    schedule = (lambda remaining: lr * remaining) if t.lr_schedule == "linear" else lr
+    return SB3PPO(
+        "MlpPolicy", venv, learning_rate=schedule, n_steps=t.n_steps,
+        batch_size=minibatch_size(params, venv.num_envs), n_epochs=t.epochs, gamma=t.gamma,
+        gae_lambda=t.gae_lambda, clip_range=t.clip_range, clip_range_vf=t.clip_value,
+        ent_coef=t.entropy_coef, vf_coef=t.value_coef, max_grad_norm=t.max_grad_norm, target_kl=t.target_kl,
+        policy_kwargs={"net_arch": {"pi": t.actor_hidden, "vf": t.critic_hidden},
+                       "activation_fn": ACTIVATIONS[t.activation], "log_std_init": t.init_log_std},
+        device=device, seed=params.seed if seed is None else seed, verbose=0,
+    )
+
+
+class _Recorder(BaseCallback):
+    """Per-rollout metrics under rlcore's names."""
+
+    def __init__(self, on_iteration: Callable[[dict], None], total: int, progress: bool,
+                 curriculum: Curriculum) -> None:
+        super().__init__()
+        self.curriculum = curriculum
+        self.on_iteration = on_iteration
+        self.history: list[dict[str, float]] = []
+        self.returns: np.ndarray | None = None
+        self.ended: list[tuple[bool, float]] = []
+        self.start = time.perf_counter()
+        self.t_rollout = self.start
+        self.rollout_s = 0.0
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", unit_scale=True, desc="train sb3", mininterval=1.0)
+        self.last = {"success_rate": float("nan"), "episode_return": float("nan")}
+
+    def _on_rollout_start(self) -> None:
+        now = time.perf_counter()
+        if self.history or self.num_timesteps:
+            update_s = now - self.t_rollout_end
+            values = self.model.logger.name_to_value
+            row = {ours: float(values[k]) for k, ours in SB3_METRICS.items() if k in values}
+            if self.ended:
+                self.last = {"success_rate": float(np.mean([s for s, _ in self.ended])),
+                             "episode_return": float(np.mean([r for _, r in self.ended]))}
+                if self.curriculum.update([s for s, _ in self.ended]):
+                    self.training_env.env_method("set_level", self.curriculum.level)
+                self.ended = []
+            elapsed = now - self.start
+            row.update(self.last, step=self.num_timesteps, wall_s=elapsed, fps=self.num_timesteps / elapsed,
+                       rollout_s=self.rollout_s, update_s=update_s,
+                       curriculum_level=float(self.curriculum.level),
+                       iteration=len(self.history) + 1)
+            self.history.append(row)
+            self.on_iteration(row)
+        self.t_rollout = now
+
+    def _on_rollout_end(self) -> None:
+        self.t_rollout_end = time.perf_counter()
+        self.rollout_s = self.t_rollout_end - self.t_rollout
+        if self.bar is not None:
+            self.bar.n = self.num_timesteps
+            self.bar.set_postfix(success=f"{self.last['success_rate']:.2f}")
+            self.bar.refresh()
+
+    def _on_step(self) -> bool:
+        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
+        if self.returns is None:
+            self.returns = np.zeros(len(rewards))
+        self.returns += rewards
+        for i in np.flatnonzero(dones):
+            self.ended.append((bool(infos[i]["is_success"]), float(self.returns[i])))
+            self.returns[i] = 0.0
+        return True
+
+
+def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[str, Any]:
+    """Copy SB3's MlpPolicy weights (and VecNormalize statistics) into rlcore's policy format."""
+    t = params.train
+    obs_dim, act_dim = model.observation_space.shape[0], model.action_space.shape[0]
+    ours = ActorCritic(obs_dim, act_dim, t.actor_hidden, t.critic_hidden, t.activation, t.init_log_std)
+    sd = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
+    mapped = {"log_std": sd["log_std"]}
+    for net, extractor, head in (("actor", "policy_net", "action_net"), ("critic", "value_net", "value_net")):
+        n_hidden = len(t.actor_hidden if net == "actor" else t.critic_hidden)
+        for i in range(n_hidden):
+            for p in ("weight", "bias"):
+                mapped[f"{net}.{2 * i}.{p}"] = sd[f"mlp_extractor.{extractor}.{2 * i}.{p}"]
+        for p in ("weight", "bias"):
+            mapped[f"{net}.{2 * n_hidden}.{p}"] = sd[f"{head}.{p}"]
+    ours.load_state_dict(mapped)
+    norm = None
+    if venv is not None:
+        norm = RunningNorm(obs_dim, clip=venv.clip_obs, eps=venv.epsilon)
+        norm.mean.copy_(torch.as_tensor(venv.obs_rms.mean, dtype=torch.float32))
+        norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
+        norm.count.fill_(float(venv.obs_rms.count))
+    return policy_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
+
+
+def train_sb3(params: Params, res: Any, targets: TargetCache, on_start: Callable[[Any, str | None], None],
+              on_iteration: Callable[[dict], None], progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train SB3 PPO on PyBullet envs; same return shape as rlcore.runs.train_rlcore."""
+    if params.env.backend != "bullet":
+        raise ValueError("train.algo = 'sb3' runs on env.backend = 'bullet' (SB3 has no batched backend)")
+    venv, _ = make_vec_env(params, targets, res.n_envs, kind=params.train.vec_env, seed=params.seed)
+    venv = VecNormalize(venv, norm_obs=params.train.obs_norm, norm_reward=False, clip_obs=10.0)
+
+    class _Holder:
+        extra: dict[str, Any] = {}
+
+    holder = _Holder()
+    on_start(holder, "sb3 runs do not resume from checkpoints; starting fresh")
+    model = sb3_model(params, venv, res.policy_device)
+    cur = params.env.curriculum
+    curriculum = Curriculum(cur.start_level, min(cur.max_level, targets.n_levels - 1), cur.threshold, cur.window,
+                            in_flight=res.n_envs)
+    if not cur.enabled:
+        curriculum.level = curriculum.max_level
+    venv.env_method("set_level", curriculum.level)
+    recorder = _Recorder(on_iteration, params.train.total_steps, progress, curriculum)
+    start = time.perf_counter()
+    model.learn(params.train.total_steps, callback=recorder)
+    wall = time.perf_counter() - start
+    recorder._on_rollout_start()  # flush the last update's metrics
+    if recorder.bar is not None:
+        recorder.bar.close()
+    bundle = to_bundle(model, venv if params.train.obs_norm else None, params)
+    venv.close()
+    summary = {"steps": model.num_timesteps, "wall_s": wall, "fps": model.num_timesteps / wall,
+               "success_rate": recorder.last["success_rate"], "episode_return": recorder.last["episode_return"],
+               "curriculum_level": curriculum.level, "iterations": len(recorder.history), "history": recorder.history}
+    return summary, bundle

@@ -1,0 +1,124 @@
+"""What the train stage does, as one function that stages and tuning trials both call.
+
+Resolves the device and sizes from out/hardware.json, checks the memory estimate against the
+VRAM limit, trains (rlcore PPO or the stable-baselines3 baseline), and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from rlcore import hardware as hw
+from rlcore.config import Params
+from rlcore.targets import TargetCache
+from rlcore.tuning import estimate_memory, fit_to_limit, minibatch_size
+
+
+class SetupError(RuntimeError):
+    """Something the user must fix before training (missing inputs, sizes over the limit)."""
+
+
+@dataclass
+class Resolved:
+    """Devices and sizes a run will use."""
+
+    policy_device: str
+    env_device: str
+    n_envs: int
+    minibatch: int
+    vram_limit_mb: float | None
+    estimate_mb: float
+    notes: list[str]
+
+
+def read_hardware(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SetupError(f"{path} is missing: run `dvc repro hardware` (or `python stages/hardware.py`) first")
+    try:
+        return json.loads(path.read_text())["decision"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise SetupError(f"{path} is unreadable ({err}): run `dvc repro hardware` again") from None
+
+
+def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]:
+    """Pick devices and n_envs; apply the VRAM limit (stop, or shrink with train.auto_fit)."""
+    batched = params.env.backend == "batched"
+    policy_device = decision["policy_device"]
+    env_device = decision["env_device"] if batched else "cpu"
+    n_envs = params.train.n_envs or int(decision["n_envs_batched" if batched else "n_envs_bullet"])
+    limit = decision.get("vram_limit_mb")
+    limit = None if limit in (None, "unknown") else float(limit)
+    if params.hardware.vram_limit_mb is not None:
+        limit = params.hardware.vram_limit_mb
+    notes: list[str] = []
+    on_gpu = "cpu" not in (policy_device, env_device) or (batched and env_device != "cpu")
+    estimate = estimate_memory(params, n_envs)
+    if limit is not None and on_gpu and estimate.total_mb > limit:
+        fitted_envs, fitted_batch = fit_to_limit(params, n_envs, limit)
+        if not params.train.auto_fit:
+            raise SetupError(
+                f"estimated peak device memory {estimate.total_mb:.0f} MB exceeds the VRAM limit {limit:.0f} MB "
+                f"(n_envs {n_envs}, minibatch {minibatch_size(params, n_envs)}); largest that fit: "
+                f"train.n_envs={fitted_envs} train.minibatch_size={fitted_batch}, or set train.auto_fit=true"
+            )
+        params = params.model_copy(update={"train": params.train.model_copy(
+            update={"n_envs": fitted_envs, "minibatch_size": fitted_batch})})
+        notes.append(f"auto_fit: n_envs {n_envs} -> {fitted_envs}, minibatch -> {fitted_batch} "
+                     f"to fit {limit:.0f} MB")
+        n_envs = fitted_envs
+        estimate = estimate_memory(params, n_envs)
+    return params, Resolved(policy_device, env_device, n_envs, minibatch_size(params, n_envs), limit,
+                            estimate.total_mb, notes)
+
+
+def load_targets(params: Params, root: Path) -> TargetCache:
+    path = Path(params.targets.path)
+    return TargetCache.load(path if path.is_absolute() else root / path, params)
+
+
+def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
+    """out/train_curve.csv: one row per update, the columns DVC plots read."""
+    cols = ["step", "wall_s", "fps", "success_rate", "episode_return", "curriculum_level"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(cols)
+        for r in rows:
+            writer.writerow([f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c) for c in cols])
+
+
+def train_rlcore(params: Params, res: Resolved, targets: TargetCache, checkpoint_dir: Path | None,
+                 on_start: Callable[[Any, str | None], None], on_iteration: Callable[[dict], None],
+                 progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train rlcore PPO; returns (summary, policy bundle). on_start(trainer, resume_note) lets the
+    caller open or reopen its MLflow run before the first update."""
+    from rlcore.ppo.trainer import Trainer, make_env
+
+    policy_device = hw.torch_device(res.policy_device)
+    env_device = hw.torch_device(res.env_device)
+    env = make_env(params, targets, res.n_envs, env_device, params.seed)
+    try:
+        trainer = Trainer(params, env, policy_device, hw.capabilities(policy_device), checkpoint_dir,
+                          targets.n_levels)
+        note = trainer.try_resume()
+        on_start(trainer, note)
+        summary = trainer.train(on_iteration, progress=progress)
+        summary["history"] = trainer.history
+        return summary, trainer.policy()
+    finally:
+        close = getattr(env, "close", None)
+        if close:
+            close()
+
+
+def cpu_threads() -> None:
+    """Use every core for torch on the CPU (PyTorch's default may leave some idle)."""
+    import os
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -1,0 +1,132 @@
+"""MLflow conventions: where runs go, how they are named and tagged, which metric names exist.
+
+Default store: `sqlite:///<repo>/mlflow.db` (the repo is DVC_ROOT when DVC runs a stage), which is
+also what `mlflow ui` opens when started at the repo root (MLflow >= 3.7). Artifacts go to
+`<repo>/mlartifacts` through an absolute location. MLFLOW_TRACKING_URI points everything at a
+tracking server instead; MLFLOW_EXPERIMENT_NAME picks the experiment (default "rlcore").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rlcore.config import Params
+
+EXPERIMENT = "rlcore"
+# the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
+ITERATION_METRICS = (
+    "fps", "success_rate", "episode_return", "curriculum_level", "learning_rate", "policy_loss",
+    "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "grad_norm",
+    "rollout_s", "update_s", "peak_memory_mb",
+)
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def setup(root: Path) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = (root / "mlartifacts").resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - another process created it first
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def git_info(root: Path) -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def run_name(params: Params, device: str) -> str:
+    """Human-readable: algo-backend-device-lr-seed-time, e.g. rlcore-batched-cpu-lr1e-03-s0-0712."""
+    t = params.train
+    return f"{t.algo}-{params.env.backend}-{device.replace(':', '')}-lr{t.learning_rate:.0e}-s{params.seed}-{time.strftime('%m%d-%H%M%S')}"
+
+
+def run_tags(params: Params, root: Path, stage: str, device: str) -> dict[str, str]:
+    return {
+        **git_info(root), "dvc_stage": stage, "params_hash": params.section_hash(),
+        "device": device, "backend": params.env.backend, "algo": params.train.algo,
+    }
+
+
+def clean_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """Known metric names with finite values only (MLflow rejects NaN in some stores)."""
+    out = {}
+    for key in ITERATION_METRICS:
+        value = row.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, Any] | None = None) -> None:
+    """Flattened params (write-once in MLflow: skipped when the run already has them)."""
+    from mlflow.entities import Param
+
+    existing = client.get_run(run_id).data.params
+    items = {**params.flat(), **(extra or {})}
+    new = [Param(k, str(v)[:500]) for k, v in items.items() if k not in existing]
+    for start in range(0, len(new), 100):
+        client.log_batch(run_id, params=new[start : start + 100])
+
+
+def log_row(client: Any, run_id: str, row: dict[str, Any], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
+def open_run(root: Path, params: Params, stage: str, device: str, run_id: str | None = None,
+             parent_run_id: str | None = None, extra_params: dict[str, Any] | None = None) -> str:
+    """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id."""
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = setup(root)
+    client = MlflowClient()
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+        except Exception:  # noqa: BLE001 - the run is gone (other store): start a new one
+            run_id = None
+    if run_id is None:
+        tags = run_tags(params, root, stage, device)
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=run_name(params, device), tags=tags)
+        run_id = run.info.run_id
+    log_params_once(client, run_id, params, extra_params)
+    return run_id
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_terminated(run_id, status=status)

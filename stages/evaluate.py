@@ -1,0 +1,78 @@
+"""Stage `evaluate`: the deterministic policy on held-out targets in PyBullet (accurate physics).
+
+Writes out/eval.json, out/eval_episodes.csv and out/eval.gif, and logs them into the MLflow run
+that `train` opened. Outside the DAG: --model PATH evaluates any checkpoint, --episodes N,
+--gui opens a live PyBullet window (demo mode).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlcore import runs, tracking  # noqa: E402
+from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.evaluation import evaluate, render_gif, write_episodes  # noqa: E402
+from rlcore.ppo.policy import load_policy  # noqa: E402
+from rlcore.targets import TargetCacheError  # noqa: E402
+
+
+def main(args, params) -> None:
+    root = repo_root()
+    model_path = Path(args.model) if args.model else root / "models" / "policy.pt"
+    if not model_path.is_file():
+        raise StageError(f"model {model_path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
+    try:
+        policy, bundle = load_policy(str(model_path))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise StageError(f"model {model_path} is unreadable ({err}): run `dvc repro train` again") from None
+    try:
+        targets = runs.load_targets(params, root)
+    except TargetCacheError as err:
+        raise StageError(str(err)) from None
+    episodes = args.episodes or params.eval.episodes
+    metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
+    out = root / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
+                              indent=2) + "\n")
+    episodes_csv = root / args.episodes_csv
+    write_episodes(episodes_csv, rows)
+    gif = root / args.gif
+    if params.eval.gif_episodes > 0:
+        frames = render_gif(policy, params, targets, gif, params.eval.gif_episodes, params.eval.seed)
+        print(f"wrote {args.gif} ({frames} frames)")
+    print(f"evaluate ({bundle['algo']} policy, {episodes} held-out episodes, PyBullet accurate physics):")
+    for key, value in metrics.items():
+        print(f"  {key:<26} {value if not isinstance(value, float) else round(value, 4)}")
+    train_json = root / "out" / "train.json"
+    if args.model is None and train_json.is_file():
+        run_id = json.loads(train_json.read_text()).get("run_id")
+        if run_id:
+            from mlflow.tracking import MlflowClient
+
+            tracking.setup(root)
+            client = MlflowClient()
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    client.log_metric(run_id, f"eval_{key}" if not key.startswith("eval") else key, float(value))
+            client.log_artifact(run_id, str(out), "eval")
+            client.log_artifact(run_id, str(episodes_csv), "eval")
+            if params.eval.gif_episodes > 0:
+                client.log_artifact(run_id, str(gif), "eval")
+            client.set_tag(run_id, "evaluated", "true")
+            print(f"logged into MLflow run {run_id}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes (default eval.episodes)")
+    parser.add_argument("--gui", action="store_true", help="show a live PyBullet window")
+    parser.add_argument("--out", default="out/eval.json")
+    parser.add_argument("--episodes-csv", default="out/eval_episodes.csv")
+    parser.add_argument("--gif", default="out/eval.gif")
+    run_stage(main, parser.parse_args())

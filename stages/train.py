@@ -1,0 +1,106 @@
+"""Stage `train`: train a policy (rlcore PPO or the SB3 baseline) and log the run to MLflow.
+
+Writes models/policy.pt, out/train.json and out/train_curve.csv. Checkpoints go to
+train.checkpoint_dir (a persisted DVC output): run the stage again after an interruption and it
+resumes, with the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from rlcore import runs, tracking  # noqa: E402
+from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.ppo.algorithm import NonFiniteLossError  # noqa: E402
+from rlcore.targets import TargetCacheError  # noqa: E402
+
+
+def main(args, params) -> None:
+    root = repo_root()
+    try:
+        decision = runs.read_hardware(root / args.hardware)
+        params, res = runs.resolve(params, decision)
+        targets = runs.load_targets(params, root)
+    except (runs.SetupError, TargetCacheError) as err:
+        raise StageError(str(err)) from None
+    runs.cpu_threads()
+    ckpt_dir = root / params.train.checkpoint_dir
+    print(f"train: {params.train.algo} on {params.env.backend} envs x{res.n_envs} ({res.env_device}), "
+          f"policy on {res.policy_device}, minibatch {res.minibatch}, "
+          f"estimated peak {res.estimate_mb:.0f} MB")
+    for note in res.notes:
+        print(f"  - {note}")
+    run_id = None
+    extra = {"resolved.policy_device": res.policy_device, "resolved.env_device": res.env_device,
+             "resolved.n_envs": res.n_envs, "resolved.minibatch": res.minibatch,
+             "resolved.estimate_mb": round(res.estimate_mb, 1)}
+    from mlflow.tracking import MlflowClient
+
+    def on_start(trainer, note):
+        nonlocal run_id
+        if note:
+            print(f"  - {note}")
+        run_id = tracking.open_run(root, params, "train", res.policy_device, trainer.extra.get("run_id"),
+                                   extra_params=extra)
+        trainer.extra["run_id"] = run_id
+
+    client = MlflowClient()
+
+    def on_iteration(row):
+        tracking.log_row(client, run_id, row, int(row["step"]))
+
+    try:
+        if params.train.algo == "sb3":
+            from rlcore.baseline import train_sb3
+
+            summary, bundle = train_sb3(params, res, targets, on_start, on_iteration)
+        else:
+            summary, bundle = runs.train_rlcore(params, res, targets, ckpt_dir, on_start, on_iteration)
+    except NonFiniteLossError as err:
+        if run_id:
+            tracking.end_run(run_id, "FAILED")
+        raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None
+    except KeyboardInterrupt:
+        if run_id:
+            tracking.end_run(run_id, "KILLED")
+        raise
+    model_path = root / args.model
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model_path.with_suffix(".tmp")
+    torch.save(bundle, tmp)
+    tmp.replace(model_path)
+    history = summary.pop("history")
+    runs.write_curve(root / args.curve, history)
+    result = {
+        "run_id": run_id, "steps": summary["steps"], "fps": round(summary["fps"], 1),
+        "wall_s": round(summary["wall_s"], 2), "device": res.policy_device, "env_device": res.env_device,
+        "backend": params.env.backend, "algo": params.train.algo, "n_envs": res.n_envs,
+        "success_rate": summary["success_rate"], "episode_return": summary["episode_return"],
+        "curriculum_level": summary["curriculum_level"],
+    }
+    out = root / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    client.log_metric(run_id, "train_wall_s", summary["wall_s"])
+    client.log_artifact(run_id, str(model_path), "model")
+    client.log_artifact(run_id, str(root / args.curve), "train")
+    tracking.end_run(run_id)
+    (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
+    print(f"wrote {args.model}, {args.out}, {args.curve}; MLflow run {run_id}")
+    print(f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
+          f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--hardware", default="out/hardware.json")
+    parser.add_argument("--model", default="models/policy.pt")
+    parser.add_argument("--out", default="out/train.json")
+    parser.add_argument("--curve", default="out/train_curve.csv")
+    run_stage(main, parser.parse_args())
