@@ -191,7 +191,7 @@ class ReachEnv(gym.Env):
     def _observe(self) -> tuple[np.ndarray, float]:
         states = self.client.getJointStates(self.arm.robot, self.arm.joint_ids)
         q, qd = np.array([s[:2] for s in states]).T
-        ee = self.client.getLinkState(self.arm.robot, self.arm.ee_id)[4]
+        ee = self.client.getLinkState(self.arm.robot, self.arm.ee_id, computeForwardKinematics=True)[4]
         obs = self._obs
         d = self.dof
         obs[:d] = (q - self._mid) / self._half
