@@ -127,6 +127,15 @@ class EvalConfig(Section):
     gif_episodes: int = Field(3, ge=0, le=50)
 
 
+class ReportConfig(Section):
+    vec_n_envs: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])  # SB3 vec-env sweep
+    batched_n_envs: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
+    ppo_n_envs: int = Field(16, ge=1, le=256)  # PyBullet envs for rlcore-vs-SB3
+    ppo_steps: int = Field(8192, ge=256)  # steps per end-to-end run
+    rounds: int = Field(2, ge=1, le=10)  # alternating rlcore/SB3 rounds
+    env_steps: int = Field(2000, ge=100)  # steps per raw env measurement
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     robot: RobotConfig = RobotConfig()
@@ -135,6 +144,7 @@ class Params(Section):
     hardware: HardwareConfig = HardwareConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    report: ReportConfig = ReportConfig()
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""

@@ -97,3 +97,23 @@ def render_gif(policy: DeterministicPolicy, params: Params, targets: TargetCache
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / params.env.control_hz), loop=0)
     return len(frames)
+
+
+def evaluate_batched(policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int,
+                     seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """The same held-out evaluation in the batched twin (one episode in each of `episodes` envs):
+    the figure to compare with PyBullet's to measure sim-to-sim transfer."""
+    from rlcore.envs.batched import BatchedReachEnv
+
+    env = BatchedReachEnv(params, targets, episodes, device, mode="eval", seed=seed)
+    env.set_level(targets.n_levels - 1)
+    obs = env.reset()
+    policy = policy.to(device)
+    for _ in range(params.env.episode_steps):
+        res = env.step(policy(obs))
+        obs = res.obs
+    d = res.distance.cpu().numpy()
+    return {"episodes": episodes, "success_rate": float((d < params.env.success_radius).mean()),
+            "success_rate_5cm": float((d < SUCCESS_5CM).mean()),
+            "final_distance_mm_median": float(np.median(d) * 1000),
+            "final_distance_mm_p90": float(np.percentile(d, 90) * 1000)}

@@ -1,0 +1,55 @@
+"""Stage `report`: benchmarks (rlcore.bench) and a readable report of this pipeline run.
+
+Writes out/report/report.md with PNG figures and out/bench.json (metrics: fps_rlcore, fps_sb3,
+ratio_rlcore_vs_sb3, ...), and logs both into the MLflow run that `train` opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlcore import report, tracking  # noqa: E402
+from rlcore.cli import repo_root, run_stage, stage_parser  # noqa: E402
+
+
+def main(args, params) -> None:
+    root = repo_root()
+    hardware = report.load_json(root / "out" / "hardware.json")
+    decision = hardware.get("decision", {})
+    devices = [p["device"] for p in hardware.get("probes", []) if p.get("usable")] or ["cpu"]
+    print(f"report: benchmarking on {', '.join(devices)} (about 2-4 minutes on 2 cores)")
+    results = report.measure(params, devices)
+    out_dir = root / args.out_dir
+    images = report.figures(results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir)
+    train = report.load_json(root / "out" / "train.json")
+    evaluation = report.load_json(root / "out" / "eval.json")
+    (out_dir / "report.md").write_text(report.markdown(results, train, evaluation, images, decision))
+    (out_dir / "bench_raw.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    metrics = report.bench_metrics(results)
+    bench_path = root / args.bench
+    bench_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"wrote {args.out_dir}/report.md ({len(images)} figures) and {args.bench}")
+    for key, value in metrics.items():
+        print(f"  {key:<22} {value}")
+    run_id = train.get("run_id")
+    if run_id:
+        from mlflow.tracking import MlflowClient
+
+        tracking.setup(root)
+        client = MlflowClient()
+        for key, value in metrics.items():
+            client.log_metric(run_id, f"bench_{key}", float(value))
+        client.log_artifacts(run_id, str(out_dir), "report")
+        client.log_artifact(run_id, str(bench_path), "report")
+        print(f"logged into MLflow run {run_id}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--out-dir", default="out/report")
+    parser.add_argument("--bench", default="out/bench.json")
+    run_stage(main, parser.parse_args())
