@@ -30,6 +30,7 @@ def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None =
     """SB3 PPO configured from the same params as rlcore PPO."""
     t = params.train
     lr = t.learning_rate
+    # SB3 has no KL-adaptive schedule: "adaptive" runs at a constant rate there
     schedule = (lambda remaining: lr * remaining) if t.lr_schedule == "linear" else lr
     return SB3PPO(
         "MlpPolicy", venv, learning_rate=schedule, n_steps=t.n_steps,

@@ -101,7 +101,7 @@ class TrainConfig(Section):
     minibatches: int = Field(4, ge=1, le=4096)
     minibatch_size: int | None = Field(None, ge=8)  # overrides minibatches when set
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
-    lr_schedule: Literal["constant", "linear"] = "linear"
+    lr_schedule: Literal["constant", "linear", "adaptive"] = "adaptive"  # adaptive: KL-driven
     gamma: float = Field(0.99, gt=0.0, le=1.0)
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0)
     clip_range: float = Field(0.2, gt=0.0, le=1.0)
@@ -109,7 +109,7 @@ class TrainConfig(Section):
     value_coef: float = Field(1.0, ge=0.0)
     entropy_coef: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
-    target_kl: float | None = Field(0.02, gt=0.0)  # stop the epoch loop past this KL; None = off
+    target_kl: float | None = Field(0.01, gt=0.0)  # adaptive lr aims here; else epochs stop past 1.5x
     actor_hidden: list[int] = Field(default_factory=lambda: [128, 128])
     critic_hidden: list[int] = Field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "tanh", "relu", "silu"] = "elu"
@@ -136,6 +136,44 @@ class ReportConfig(Section):
     env_steps: int = Field(2000, ge=100)  # steps per raw env measurement
 
 
+class SearchDim(Section):
+    """One dimension of the tuning search space, keyed by a dotted param name."""
+
+    type: Literal["pow2", "int", "float", "categorical"]
+    low: float | None = None  # pow2: exponents (2**low .. 2**high)
+    high: float | None = None
+    step: int | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SearchDim:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs choices")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"{self.type} needs low <= high")
+        return self
+
+
+class TuneConfig(Section):
+    trials: int = Field(50, ge=1)
+    study_name: str = "reach"
+    steps_per_trial: int = Field(300_000, ge=1000)
+    seeds: int = Field(1, ge=1, le=10)
+    eval_episodes: int = Field(1000, ge=10)  # held-out episodes in the batched twin per seed
+    vram_limit_mb: float | None = Field(None, gt=0)  # None: the hardware stage's limit
+    pruner_startup_trials: int = Field(5, ge=0)
+    pruner_warmup_iterations: int = Field(5, ge=0)
+    heartbeat_interval: int = Field(10, ge=1)  # s; a killed worker's trial is retried after
+    grace_period: int = Field(30, ge=2)  # s without a heartbeat
+    space: dict[str, SearchDim] = Field(default_factory=lambda: {
+        "train.minibatch_size": SearchDim(type="pow2", low=9, high=13),
+        "train.n_envs": SearchDim(type="int", low=128, high=1024, step=128),
+        "train.learning_rate": SearchDim(type="float", low=1e-4, high=3e-3, log=True),
+    })
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     robot: RobotConfig = RobotConfig()
@@ -145,6 +183,7 @@ class Params(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     report: ReportConfig = ReportConfig()
+    tune: TuneConfig = TuneConfig()
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""

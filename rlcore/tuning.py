@@ -7,6 +7,8 @@ a sweep prunes infeasible points and the train stage refuses (or shrinks) sizes 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from rlcore.config import Params
 from rlcore.robots.chain import read_chain
@@ -89,3 +91,58 @@ def fit_to_limit(params: Params, n_envs: int, limit_mb: float) -> tuple[int, int
     while batch > 8 and estimate_memory(params, n_envs, batch).total_mb > limit_mb:
         batch //= 2
     return n_envs, batch
+
+
+# -- the Optuna study ---------------------------------------------------------------------------
+
+class SurplusTrial(Exception):
+    """Two workers raced for the last slot: the later trial steps aside (marked FAIL, no work)."""
+
+
+def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """Draw one point of the search space (params.yaml `tune.space`) as dotted-key values."""
+    values: dict[str, Any] = {}
+    for key, dim in space.items():
+        if dim.type == "pow2":
+            values[key] = 2 ** trial.suggest_int(f"log2:{key}", int(dim.low), int(dim.high))
+        elif dim.type == "int":
+            values[key] = trial.suggest_int(key, int(dim.low), int(dim.high), step=dim.step or 1, log=dim.log)
+        elif dim.type == "float":
+            values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log)
+        else:
+            values[key] = trial.suggest_categorical(key, dim.choices)
+    return values
+
+
+def trial_values(trial_params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's stored params back to dotted param values (log2:key -> 2**value)."""
+    return {(k[5:] if k.startswith("log2:") else k): (2 ** v if k.startswith("log2:") else v)
+            for k, v in trial_params.items()}
+
+
+def with_values(params: Params, values: dict[str, Any]) -> Params:
+    """Params with dotted-key values applied and validated by the same schema."""
+    from rlcore.config import apply_overrides, validate
+
+    overrides = [f"{k}={v}" for k, v in values.items()]
+    return validate(apply_overrides(params.model_dump(), overrides), source="tune.space")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch.OutOfMemoryError, or a backend's RuntimeError saying it ran out of memory."""
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(err, oom_type) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def storage_url(root: Path, cli_value: str | None) -> str:
+    """--storage, else OPTUNA_STORAGE, else sqlite:///<repo>/optuna.db."""
+    import os
+
+    return cli_value or os.environ.get("OPTUNA_STORAGE") or f"sqlite:///{(root / 'optuna.db').resolve()}"
+
+
+def promote_command(values: dict[str, Any]) -> str:
+    """The `dvc exp run -S ...` line that runs the pipeline with a trial's values."""
+    return "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in sorted(values.items()))

@@ -82,12 +82,21 @@ class PPO:
             kl, ok = torch.stack([epoch_kl / max(epoch_n, 1), finite.float()]).cpu().tolist()
             if ok < 1:
                 raise NonFiniteLossError("a PPO loss became NaN or inf; lower train.learning_rate or check the env")
-            if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
+            if cfg.target_kl is None:
+                continue
+            if cfg.lr_schedule == "adaptive":  # rsl_rl's rule: keep the KL per epoch near target_kl
+                lr = self.optimizer.param_groups[0]["lr"]
+                if kl > 2.0 * cfg.target_kl:
+                    self.set_learning_rate(max(lr / 1.5, 1e-5))
+                elif kl < 0.5 * cfg.target_kl:
+                    self.set_learning_rate(min(lr * 1.5, 1e-2))
+            elif kl > 1.5 * cfg.target_kl:
                 break
         keys = list(sums)
         values = torch.stack([sums[k] for k in keys]).cpu().tolist() if keys else []
         metrics = {k: v / max(count, 1) for k, v in zip(keys, values)}
         metrics["epochs"] = float(epochs_done)
+        metrics["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         with torch.no_grad():
             var = storage.returns.var()
             ev = 1 - (storage.returns - storage.values).var() / (var + 1e-8)

@@ -126,6 +126,11 @@ def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[Determin
     bundle = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(bundle, dict) or bundle.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an rlcore policy file (format {POLICY_FORMAT})")
+    return policy_from_bundle(bundle, device), bundle
+
+
+def policy_from_bundle(bundle: dict, device: torch.device | str = "cpu") -> DeterministicPolicy:
+    """The deterministic policy described by a policy bundle."""
     t = bundle["params"]["train"]
     model = ActorCritic(bundle["obs_dim"], bundle["act_dim"], t["actor_hidden"], t["critic_hidden"], t["activation"])
     model.load_state_dict(bundle["model"])
@@ -133,4 +138,4 @@ def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[Determin
     if bundle["norm"] is not None:
         norm = RunningNorm(bundle["obs_dim"])
         norm.load_state_dict(bundle["norm"])
-    return DeterministicPolicy(model, norm).to(device).eval(), bundle
+    return DeterministicPolicy(model, norm).to(device).eval()

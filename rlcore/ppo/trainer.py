@@ -81,8 +81,9 @@ class Trainer:
         start_step = self.global_step
         last_success, last_return = float("nan"), float("nan")
         while self.global_step < total:
-            lr = cfg.learning_rate * (1 - self.global_step / total if cfg.lr_schedule == "linear" else 1.0)
-            self.ppo.set_learning_rate(lr)
+            if cfg.lr_schedule != "adaptive":
+                lr = cfg.learning_rate * (1 - self.global_step / total if cfg.lr_schedule == "linear" else 1.0)
+                self.ppo.set_learning_rate(lr)
             with PeakMemory(device) as peak:
                 t0 = time.perf_counter()
                 ended = torch.zeros(3, device=device)  # episodes, successes, summed returns
@@ -117,7 +118,7 @@ class Trainer:
                 "step": self.global_step, "iteration": self.iteration, "wall_s": elapsed,
                 "fps": (self.global_step - start_step) / max(elapsed, 1e-9),
                 "success_rate": last_success, "episode_return": last_return,
-                "curriculum_level": float(self.curriculum.level), "learning_rate": lr,
+                "curriculum_level": float(self.curriculum.level),
                 "rollout_s": t1 - t0, "update_s": t2 - t1,
                 "peak_memory_mb": peak.peak_mb if peak.peak_mb is not None else float("nan"),
                 **metrics,

@@ -1,0 +1,71 @@
+"""Optuna sweep over params.yaml's `tune.space` under a VRAM limit: `python stages/tune.py --trials 50`.
+
+Run the same command on any number of machines with OPTUNA_STORAGE (PostgreSQL) and
+MLFLOW_TRACKING_URI set: the workers share one study and stop at --trials in total. Re-running
+with the same --study-name resumes the study. Not a DVC stage: trials call rlcore directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlcore import runs  # noqa: E402
+from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.targets import TargetCacheError  # noqa: E402
+from rlcore.tuning import storage_url  # noqa: E402
+
+
+def main(args, params) -> None:
+    from rlcore.study import TuneOptions, run_worker, summarise
+
+    root = repo_root()
+    t = params.tune
+    try:
+        decision = runs.read_hardware(root / "out" / "hardware.json")
+        runs.load_targets(params, root)
+    except (runs.SetupError, TargetCacheError) as err:
+        raise StageError(str(err)) from None
+    limit = args.vram_limit_mb or t.vram_limit_mb
+    if limit is None and decision.get("vram_limit_mb") not in (None, "unknown"):
+        limit = float(decision["vram_limit_mb"])
+    opts = TuneOptions(
+        root=root, storage=storage_url(root, args.storage), study_name=args.study_name or t.study_name,
+        trials=args.trials or t.trials, steps_per_trial=args.steps_per_trial or t.steps_per_trial,
+        seeds=args.seeds or t.seeds, vram_limit_mb=limit, timeout_s=args.timeout, progress=not args.no_progress,
+    )
+    shown = opts.storage.split("@")[-1]  # no password in the log
+    print(f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {opts.steps_per_trial:,} "
+          f"steps x {opts.seeds} seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}")
+    study = run_worker(params, opts, decision)
+    out_dir = root / "out" / "tune" / opts.study_name
+    summary = summarise(study, out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"\n{'trial':>5} {'state':<9} {'success':>8}  params / reason")
+    for row in summary["trials"]:
+        value = "" if row["value"] is None else f"{row['value']:.3f}"
+        detail = row["reason"] or ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                            for k, v in row["params"].items())
+        print(f"{row['number']:>5} {row['state']:<9} {value:>8}  {detail}")
+    print(f"finished {summary['finished']} (pruned {summary['pruned']}), failed {summary['failed']}")
+    best = summary.get("best")
+    if best:
+        print(f"best: trial {best['number']}, held-out success {best['heldout_success_rate']:.3f}")
+        print(f"promote it into the pipeline:\n  {best['promote']}")
+        print(f"wrote {out_dir.relative_to(root)}/best_params.yaml and plots")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--trials", type=int, default=None, help="total trials across all workers")
+    parser.add_argument("--study-name", default=None)
+    parser.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many s")
+    parser.add_argument("--vram-limit-mb", type=float, default=None)
+    parser.add_argument("--steps-per-trial", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    run_stage(main, parser.parse_args())

@@ -1,0 +1,197 @@
+"""Optuna sweeps: memory-model pruning, OOM, resume, two workers on PostgreSQL, a killed worker,
+and the MLflow parent/nested runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from rlcore.config import Params, load_params
+from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
+from rlcore.study import TuneOptions, run_worker
+from rlcore.targets import build_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64,
+            "vram_limit_mb": "unknown", "reasons": []}
+TINY = {
+    "targets": {"n": 300},
+    "env": {"backend": "batched"},
+    "train": {"n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
+    "tune": {"eval_episodes": 50, "heartbeat_interval": 1, "grace_period": 3, "pruner_startup_trials": 50,
+             "space": {"train.minibatch_size": {"type": "pow2", "low": 6, "high": 8},
+                       "train.n_envs": {"type": "int", "low": 32, "high": 64, "step": 32},
+                       "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}},
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A pipeline checkout in miniature: params.yaml, data/targets.npz, out/hardware.json."""
+    root = tmp_path_factory.mktemp("tune")
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        data[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    params = load_params(root / "params.yaml")
+    cache = build_cache(params)
+    cache.save(root / params.targets.path)
+    (root / "out").mkdir()
+    (root / "out" / "hardware.json").write_text(json.dumps({"decision": DECISION}))
+    return root
+
+
+def options(root: Path, name: str, trials: int, storage: str | None = None, limit: float | None = None) -> TuneOptions:
+    return TuneOptions(root=root, storage=storage or f"sqlite:///{root / 'optuna.db'}", study_name=name,
+                       trials=trials, steps_per_trial=1024, seeds=1, vram_limit_mb=limit, progress=False, poll_s=0.5)
+
+
+class FakeTrain:
+    """Stands in for rlcore.runs.train_rlcore: reports two updates, returns an untrained policy."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.calls = 0
+        self.error = error
+
+    def __call__(self, params, res, targets, checkpoint_dir, on_start, on_iteration, progress=True):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        for i in (1, 2):
+            on_iteration({"step": i * 512, "iteration": i, "success_rate": 0.1 * i, "fps": 1000.0})
+        model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
+        return {}, policy_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+
+
+@pytest.fixture(autouse=True)
+def _local_mlflow(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+
+
+def test_infeasible_memory_is_pruned_before_training(workdir):
+    params = load_params(workdir / "params.yaml")
+    fake = FakeTrain()
+    study = run_worker(params, options(workdir, "infeasible", 3, limit=0.5), DECISION, fake)
+    trials = study.get_trials()
+    assert len(trials) == 3 and fake.calls == 0
+    for t in trials:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["prune_reason"].startswith("infeasible memory")
+        assert t.system_attrs["constraints:vram_excess_mb"] > 0  # the excess, as an Optuna constraint
+
+
+def test_simulated_oom_is_pruned_with_reason(workdir):
+    params = load_params(workdir / "params.yaml")
+    fake = FakeTrain(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    study = run_worker(params, options(workdir, "oom", 2, limit=1e6), DECISION, fake)
+    assert fake.calls == 2
+    for t in study.get_trials():
+        assert t.state == TrialState.PRUNED and t.user_attrs["prune_reason"].startswith("out of memory")
+        assert t.system_attrs["constraints:vram_excess_mb"] > 0
+
+
+def test_resume_keeps_finished_trials_and_mlflow_nesting(workdir):
+    params = load_params(workdir / "params.yaml")
+    first = run_worker(params, options(workdir, "resume", 2), DECISION, FakeTrain())
+    before = {t.number: (t.params, t.value) for t in first.get_trials()}
+    second = run_worker(params, options(workdir, "resume", 4), DECISION, FakeTrain())
+    trials = second.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.number: (t.params, t.value) for t in trials if t.number in before} == before
+    # MLflow: one parent run for the study, one nested run per trial with the pipeline's names
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    tracking.setup(workdir)
+    client = MlflowClient()
+    parent_id = second.user_attrs["mlflow_parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["dvc_stage"] == "tune"
+    exp = parent.info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(children) == 4
+    for child in children:
+        assert child.data.tags["trial_state"] == "COMPLETE"
+        assert "train.learning_rate" in child.data.params and "env.success_radius" in child.data.params
+        assert "success_rate" in child.data.metrics and "heldout_success_rate" in child.data.metrics
+
+
+def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "stages" / "tune.py"), "--trials", str(trials), "--study-name", name,
+         "--storage", storage, "--steps-per-trial", str(steps), "--no-progress"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    url = os.environ.get("RLCORE_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("RLCORE_TEST_POSTGRES is not set under CI (.ci/run starts PostgreSQL)")
+        pytest.skip("set RLCORE_TEST_POSTGRES (see .ci/postgres) to run the PostgreSQL tests")
+    return url
+
+
+def fresh_study_name(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{int(time.time() * 1000)}"
+
+
+def test_two_workers_on_postgres_finish_exact_total(workdir, postgres_url):
+    name = fresh_study_name("two")
+    # create the MLflow store and the study's experiment once, before parallel workers start
+    run_worker(load_params(workdir / "params.yaml"), options(workdir, name, 0, postgres_url), DECISION, FakeTrain())
+    procs = [worker(workdir, postgres_url, name, 6, 1024) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    assert len({t.number for t in trials}) == len(trials)  # nothing duplicated
+    assert all(t.state != TrialState.RUNNING for t in trials)  # nothing left behind
+    assert all(t.user_attrs.get("surplus") for t in trials if t.state == TrialState.FAIL)
+
+
+def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
+    name = fresh_study_name("kill")
+    run_worker(load_params(workdir / "params.yaml"), options(workdir, name, 0, postgres_url), DECISION, FakeTrain())
+    victim = worker(workdir, postgres_url, name, 2, 150_000)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the victim is inside its first trial
+        running = [t for t in optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+                   if t.state == TrialState.RUNNING]
+        if running:
+            break
+        time.sleep(0.5)
+    assert running, "the worker never started a trial"
+    time.sleep(2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = worker(workdir, postgres_url, name, 2, 1024)
+    out = survivor.communicate(timeout=600)[0]
+    assert survivor.returncode == 0, out
+    trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 2
+    assert any(t.number == running[0].number for t in failed)  # the killed trial was marked failed
+    retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    retried = [t for t in finished if retry_of(t) == running[0].number]
+    assert retried and retried[0].params == running[0].params  # and retried with the same params
