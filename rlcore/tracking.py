@@ -34,14 +34,15 @@ def setup(root: Path) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
 
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri(root))
+    if user_uri is None:  # set_tracking_uri exports the variable; keep the user's environment as it was
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (root / "mlartifacts").resolve().as_uri()
+    location = None if user_uri else (root / "mlartifacts").resolve().as_uri()
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # noqa: BLE001 - another process created it first

@@ -1,0 +1,62 @@
+"""Helpers for tests that run stages in a throwaway copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_PARAMS = {
+    "targets": {"n": 400},
+    "env": {"backend": "batched"},
+    "hardware": {"n_envs_batched": 256},
+    "train": {"total_steps": 16384, "n_envs": 64, "n_steps": 16, "actor_hidden": [32, 32],
+              "critic_hidden": [32, 32], "checkpoint_every": 2},
+    "eval": {"episodes": 8, "gif_episodes": 1},
+    "report": {"vec_n_envs": [1, 2], "batched_n_envs": [64, 256], "ppo_n_envs": 2, "ppo_steps": 256,
+               "rounds": 1, "env_steps": 100},
+}
+
+
+def copy_repo(dest: Path, params: dict | None = None, git: bool = True) -> Path:
+    """The tracked files of this repo in dest (a git repo with one commit), with tiny params."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    data = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in (params or TINY_PARAMS).items():
+        data[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    if git:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t"}
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+            subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DVC_ROOT", None)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def stage(name: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, f"stages/{name}.py", *args], cwd, check=check)
+
+
+def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).with_name("dvc")), *args], cwd)

@@ -1,0 +1,141 @@
+"""The DVC pipeline end to end in a temporary copy of the repo, MLflow read back through its
+client and through a real server's REST API, and the errors a user meets first."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import copy_repo, dvc, stage
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = copy_repo(tmp_path_factory.mktemp("pipeline"))
+    out = dvc(root, "repro")
+    assert "Running stage 'train'" in out.stdout
+    return root
+
+
+def test_repro_writes_every_output(repo):
+    for path in ["data/targets.npz", "out/hardware.json", "models/policy.pt", "out/train.json",
+                 "out/train_curve.csv", "out/eval.json", "out/eval_episodes.csv", "out/eval.gif",
+                 "out/report/report.md", "out/bench.json", "dvc.lock"]:
+        assert (repo / path).is_file(), path
+    train = json.loads((repo / "out/train.json").read_text())
+    assert {"run_id", "steps", "fps", "wall_s", "device", "backend", "algo"} <= set(train)
+    assert train["steps"] >= 16384 and train["backend"] == "batched"
+    evaluation = json.loads((repo / "out/eval.json").read_text())
+    assert {"success_rate", "success_rate_5cm", "final_distance_mm_median", "final_distance_mm_p90",
+            "episodes"} <= set(evaluation)
+    assert evaluation["episodes"] == 8
+    bench = json.loads((repo / "out/bench.json").read_text())
+    assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0
+    assert bench["ratio_rlcore_vs_sb3"] == pytest.approx(bench["fps_rlcore"] / bench["fps_sb3"], rel=0.01)
+    report = (repo / "out/report/report.md").read_text()
+    assert "rlcore PPO vs stable-baselines3 PPO" in report and train["run_id"] in report
+    assert len(list((repo / "out/report").glob("*.png"))) >= 4
+    curve = (repo / "out/train_curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,") and len(curve) > 2
+
+
+def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    tracking.setup(repo)
+    client = MlflowClient()
+    run_id = json.loads((repo / "out/train.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.learning_rate"] == "0.001"
+    assert run.data.params["resolved.policy_device"] == "cpu"
+    for metric in ("success_rate", "fps", "approx_kl", "eval_success_rate", "eval_final_distance_mm_median",
+                   "bench_fps_rlcore", "bench_ratio_rlcore_vs_sb3"):
+        assert metric in run.data.metrics, metric
+    tags = run.data.tags
+    assert {"git_commit", "git_dirty", "dvc_stage", "params_hash", "device", "backend", "algo"} <= set(tags)
+    assert tags["backend"] == "batched" and tags["algo"] == "rlcore"
+    history = client.get_metric_history(run_id, "success_rate")
+    assert len(history) >= 2
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"model", "eval", "report"} <= artifacts
+    assert "eval/eval.gif" in {a.path for a in client.list_artifacts(run_id, "eval")}
+    assert (repo / "mlflow.db").is_file() and (repo / "mlartifacts").is_dir()
+
+
+def test_second_repro_runs_no_training(repo):
+    before = (repo / "out/train.json").read_text()
+    out = dvc(repo, "repro")
+    assert "Stage 'train' didn't change, skipping" in out.stdout
+    assert "Running stage 'train'" not in out.stdout
+    assert (repo / "out/train.json").read_text() == before
+
+
+def test_learning_rate_change_reruns_train_evaluate_report_only(repo):
+    data = yaml.safe_load((repo / "params.yaml").read_text())
+    data["train"]["learning_rate"] = 0.002
+    (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    out = dvc(repo, "repro").stdout
+    for name in ("train", "evaluate", "report"):
+        assert f"Running stage '{name}'" in out, name
+    assert "Stage 'targets' didn't change, skipping" in out
+    metrics = dvc(repo, "metrics", "show", "--json").stdout
+    assert "success_rate" in metrics and "fps_rlcore" in metrics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_serves_the_run_over_rest(repo):
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        run_id = json.loads((repo / "out/train.json").read_text())["run_id"]
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}", timeout=10) as r:
+            run = json.loads(r.read())["run"]
+        assert run["info"]["run_id"] == run_id
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        metrics = {m["key"] for m in run["data"]["metrics"]}
+        assert "train.n_steps" in params and "eval_success_rate" in metrics
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_missing_inputs_name_the_stage_to_run(tmp_path):
+    root = copy_repo(tmp_path, git=False)
+    proc = stage("evaluate", root, check=False)
+    assert proc.returncode == 2 and "dvc repro train" in proc.stderr and "Traceback" not in proc.stderr
+    proc = stage("train", root, check=False)
+    assert proc.returncode == 2 and "dvc repro hardware" in proc.stderr
+    (root / "out").mkdir()
+    (root / "out/hardware.json").write_text(json.dumps({"decision": {"policy_device": "cpu", "env_device": "cpu",
+                                                                     "n_envs_bullet": 2, "n_envs_batched": 64}}))
+    proc = stage("train", root, check=False)
+    assert proc.returncode == 2 and "dvc repro targets" in proc.stderr and "Traceback" not in proc.stderr
