@@ -1,0 +1,108 @@
+"""The train stage: resume after kill -9 with the same step count and MLflow run, the SB3
+baseline exported in rlcore's format, and a learning test that really trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rlcore.config import Params
+from tests.helpers import TINY_PARAMS, copy_repo, run, stage
+
+
+def test_resume_after_kill(tmp_path):
+    params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 150_000, "checkpoint_every": 1}}
+    root = copy_repo(tmp_path, params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "stages/train.py"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = root / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    state = None
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_file():
+            try:
+                state = torch.load(ckpt, weights_only=True)
+            except Exception:  # noqa: BLE001 - caught mid-rename: read again
+                state = None
+            if state and state["global_step"] >= 5 * 1024:
+                break
+        time.sleep(0.2)
+    assert state is not None and proc.poll() is None, "no checkpoint before the run ended"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = torch.load(ckpt, weights_only=True)  # the last checkpoint written before the kill
+    run_id = killed["extra"]["run_id"]
+    out = stage("train", root).stdout
+    assert f"resumed from {ckpt}" in out and f"at step {killed['global_step']:,}" in out
+    result = json.loads((root / "out" / "train.json").read_text())
+    assert result["run_id"] == run_id and result["steps"] >= 150_000
+    steps = [int(line.split(",")[0]) for line in (root / "out" / "train_curve.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and steps[0] == 1024  # the curve continues the killed run's history
+    assert not ckpt.exists()  # a finished run removes its checkpoint, so a forced re-run starts fresh
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    tracking.setup(root)
+    run_ = MlflowClient().get_run(run_id)
+    assert run_.info.status == "FINISHED"
+    history = MlflowClient().get_metric_history(run_id, "fps")
+    assert max(m.step for m in history) >= 150_000
+
+
+def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rlcore.baseline import sb3_model, to_bundle
+    from rlcore.envs.vec import make_vec_env
+    from rlcore.ppo.policy import policy_from_bundle
+
+    params = small_params.model_copy(update={"train": small_params.train.model_copy(
+        update={"n_steps": 32, "total_steps": 128, "actor_hidden": [32, 32], "critic_hidden": [16]})})
+    venv, _ = make_vec_env(params, small_cache, 2, kind="dummy")
+    venv = VecNormalize(venv, norm_reward=False, clip_obs=10.0)
+    model = sb3_model(params, venv)
+    model.learn(128)
+    ours = policy_from_bundle(to_bundle(model, venv, params))
+    obs = venv.get_original_obs()
+    theirs, _ = model.predict(venv.normalize_obs(obs), deterministic=True)
+    mine = ours(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+    assert np.allclose(np.clip(theirs, -1, 1), mine, atol=1e-5)
+    venv.close()
+
+
+def test_learning_on_easy_targets(tmp_path):
+    """Really trains (batched twin, easy targets only) and checks held-out success in PyBullet."""
+    params = {**TINY_PARAMS,
+              "targets": {"n": 3000},
+              "env": {"backend": "batched", "curriculum": {"start_level": 0, "max_level": 0}},
+              "train": {"total_steps": 600_000, "n_envs": 256, "n_steps": 16, "actor_hidden": [64, 64],
+                        "critic_hidden": [64, 64]},
+              "eval": {"episodes": 60, "gif_episodes": 0}}
+    root = copy_repo(tmp_path, params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    stage("train", root)
+    from rlcore.evaluation import evaluate
+    from rlcore.ppo.policy import load_policy
+    from rlcore.targets import TargetCache
+
+    policy, bundle = load_policy(str(root / "models" / "policy.pt"))
+    p = Params.model_validate(bundle["params"])
+    cache = TargetCache.load(root / "data" / "targets.npz", p)
+    cache.heldout &= cache.level == 0  # evaluate on held-out targets of the trained level
+    metrics, _ = evaluate(policy, p, cache, 60)
+    assert metrics["success_rate_5cm"] >= 0.8, metrics
+    assert metrics["success_rate"] >= 0.6, metrics
