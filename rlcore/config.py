@@ -37,6 +37,7 @@ class TargetsConfig(Section):
     levels: int = Field(3, ge=1, le=10)
     min_height: float = Field(0.05, ge=-1.0, le=2.0)  # flange z above the floor (m)
     min_radius: float = Field(0.15, ge=0.0, le=2.0)  # flange distance from the J1 axis (m)
+    max_azimuth_deg: float = Field(120.0, gt=0.0, le=180.0)  # workcell: |atan2(y, x)| of targets
 
 
 class PhysicsConfig(Section):
@@ -47,7 +48,7 @@ class PhysicsConfig(Section):
 class RewardConfig(Section):
     distance: float = Field(1.0, ge=0.0)  # -w * d
     precision: float = Field(1.0, ge=0.0)  # +w * (1 - tanh(d / sigma))
-    precision_sigma: float = Field(0.05, gt=0.0)
+    precision_sigma: float = Field(0.02, gt=0.0)
     action_rate: float = Field(0.01, ge=0.0)  # -w * |a - a_prev|^2 / dof
 
 
@@ -60,7 +61,7 @@ class CurriculumConfig(Section):
 
 
 class EnvConfig(Section):
-    backend: Literal["bullet", "batched"] = "bullet"
+    backend: Literal["bullet", "batched"] = "batched"
     control_hz: int = Field(30, ge=1, le=500)
     episode_steps: int = Field(60, ge=1, le=10_000)
     success_radius: float = Field(0.02, gt=0.0, le=1.0)
@@ -96,7 +97,7 @@ class TrainConfig(Section):
     algo: Literal["rlcore", "sb3"] = "rlcore"
     total_steps: int = Field(3_000_000, ge=1)
     n_envs: int | None = Field(None, ge=1, le=1 << 22)  # None: the hardware stage's choice
-    n_steps: int = Field(32, ge=1, le=100_000)  # rollout length per env
+    n_steps: int = Field(16, ge=1, le=100_000)  # rollout length per env
     epochs: int = Field(5, ge=1, le=100)
     minibatches: int = Field(4, ge=1, le=4096)
     minibatch_size: int | None = Field(None, ge=8)  # overrides minibatches when set
@@ -113,7 +114,7 @@ class TrainConfig(Section):
     actor_hidden: list[int] = Field(default_factory=lambda: [128, 128])
     critic_hidden: list[int] = Field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "tanh", "relu", "silu"] = "elu"
-    init_log_std: float = Field(-0.5, ge=-5.0, le=2.0)
+    init_log_std: float = Field(-1.0, ge=-5.0, le=2.0)
     obs_norm: bool = True
     vec_env: Literal["auto", "subproc", "dummy"] = "auto"  # PyBullet backend only
     checkpoint_every: int = Field(20, ge=1)  # updates

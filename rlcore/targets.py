@@ -1,8 +1,9 @@
 """The reachable-target cache: build, save/load with checks, difficulty levels, sampling, curriculum.
 
 Targets come from forward kinematics of random joint configurations inside the limits (always
-reachable), with self-colliding ones, ones below `targets.min_height` and ones closer than
-`targets.min_radius` to the J1 axis rejected. Difficulty is the distance from the home-pose flange,
+reachable), with self-colliding ones, ones below `targets.min_height`, ones closer than
+`targets.min_radius` to the J1 axis and ones outside the workcell's `targets.max_azimuth_deg`
+(measured from the base's +x axis) rejected. Difficulty is the distance from the home-pose flange,
 binned into equal-count levels (0 = easy) whose edges are stored with the cache.
 """
 
@@ -158,6 +159,8 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
         arm.set_joints(q)
         pos = arm.ee_position(fk=True)
         if pos[2] < cfg.min_height or np.hypot(pos[0], pos[1]) < cfg.min_radius:
+            continue
+        if abs(np.degrees(np.arctan2(pos[1], pos[0]))) > cfg.max_azimuth_deg:
             continue
         if arm.in_self_collision():
             continue

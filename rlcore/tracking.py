@@ -104,6 +104,29 @@ def log_row(client: Any, run_id: str, row: dict[str, Any], step: int) -> None:
         client.log_batch(run_id, metrics=metrics)
 
 
+class MetricBuffer:
+    """Per-update rows written in batches (one MLflow call per `every_s` seconds, not per update)."""
+
+    def __init__(self, client: Any, run_id: str, every_s: float = 2.0) -> None:
+        self.client, self.run_id, self.every_s = client, run_id, every_s
+        self.pending: list[Any] = []
+        self.last = time.monotonic()
+
+    def add(self, row: dict[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        for start in range(0, len(self.pending), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=self.pending[start : start + 1000])
+        self.pending = []
+        self.last = time.monotonic()
+
+
 def open_run(root: Path, params: Params, stage: str, device: str, run_id: str | None = None,
              parent_run_id: str | None = None, extra_params: dict[str, Any] | None = None) -> str:
     """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id."""

@@ -37,23 +37,25 @@ def main(args, params) -> None:
     for note in res.notes:
         print(f"  - {note}")
     run_id = None
+    buffer = None
     extra = {"resolved.policy_device": res.policy_device, "resolved.env_device": res.env_device,
              "resolved.n_envs": res.n_envs, "resolved.minibatch": res.minibatch,
              "resolved.estimate_mb": round(res.estimate_mb, 1)}
     from mlflow.tracking import MlflowClient
 
     def on_start(trainer, note):
-        nonlocal run_id
+        nonlocal run_id, buffer
         if note:
             print(f"  - {note}")
         run_id = tracking.open_run(root, params, "train", res.policy_device, trainer.extra.get("run_id"),
                                    extra_params=extra)
         trainer.extra["run_id"] = run_id
+        buffer = tracking.MetricBuffer(MlflowClient(), run_id)
 
     client = MlflowClient()
 
     def on_iteration(row):
-        tracking.log_row(client, run_id, row, int(row["step"]))
+        buffer.add(row, int(row["step"]))
 
     try:
         if params.train.algo == "sb3":
@@ -63,13 +65,18 @@ def main(args, params) -> None:
         else:
             summary, bundle = runs.train_rlcore(params, res, targets, ckpt_dir, on_start, on_iteration)
     except NonFiniteLossError as err:
+        if buffer:
+            buffer.flush()
         if run_id:
             tracking.end_run(run_id, "FAILED")
         raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None
     except KeyboardInterrupt:
+        if buffer:
+            buffer.flush()
         if run_id:
             tracking.end_run(run_id, "KILLED")
         raise
+    buffer.flush()
     model_path = root / args.model
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".tmp")

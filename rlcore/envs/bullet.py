@@ -208,6 +208,6 @@ class ReachEnv(gym.Env):
         floor = self.client.createVisualShape(p.GEOM_BOX, halfExtents=(1.2, 1.2, 0.001), rgbaColor=(0.85, 0.85, 0.88, 1))
         self.client.createMultiBody(baseMass=0, baseVisualShapeIndex=floor, basePosition=(0, 0, -0.001))
         sphere = self.client.createVisualShape(
-            p.GEOM_SPHERE, radius=max(self.cfg.success_radius, 0.015), rgbaColor=(0.9, 0.1, 0.1, 0.9)
+            p.GEOM_SPHERE, radius=max(self.cfg.success_radius, 0.025), rgbaColor=(0.9, 0.1, 0.1, 0.9)
         )
         self._target_body = self.client.createMultiBody(baseMass=0, baseVisualShapeIndex=sphere, basePosition=self.target.tolist())
