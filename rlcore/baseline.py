@@ -4,7 +4,8 @@ same hyperparameters, logged under the same metric names, exported in rlcore's p
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,9 +20,12 @@ from rlcore.targets import Curriculum, TargetCache
 from rlcore.tuning import minibatch_size
 
 SB3_METRICS = {
-    "train/policy_gradient_loss": "policy_loss", "train/value_loss": "value_loss",
-    "train/entropy_loss": "entropy", "train/approx_kl": "approx_kl",
-    "train/clip_fraction": "clip_fraction", "train/explained_variance": "explained_variance",
+    "train/policy_gradient_loss": "policy_loss",
+    "train/value_loss": "value_loss",
+    "train/entropy_loss": "entropy",
+    "train/approx_kl": "approx_kl",
+    "train/clip_fraction": "clip_fraction",
+    "train/explained_variance": "explained_variance",
     "train/learning_rate": "learning_rate",
 }
 
@@ -33,21 +37,37 @@ def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None =
     # SB3 has no KL-adaptive schedule: "adaptive" runs at a constant rate there
     schedule = (lambda remaining: lr * remaining) if t.lr_schedule == "linear" else lr
     return SB3PPO(
-        "MlpPolicy", venv, learning_rate=schedule, n_steps=t.n_steps,
-        batch_size=minibatch_size(params, venv.num_envs), n_epochs=t.epochs, gamma=t.gamma,
-        gae_lambda=t.gae_lambda, clip_range=t.clip_range, clip_range_vf=t.clip_value,
-        ent_coef=t.entropy_coef, vf_coef=t.value_coef, max_grad_norm=t.max_grad_norm, target_kl=t.target_kl,
-        policy_kwargs={"net_arch": {"pi": t.actor_hidden, "vf": t.critic_hidden},
-                       "activation_fn": ACTIVATIONS[t.activation], "log_std_init": t.init_log_std},
-        device=device, seed=params.seed if seed is None else seed, verbose=0,
+        "MlpPolicy",
+        venv,
+        learning_rate=schedule,
+        n_steps=t.n_steps,
+        batch_size=minibatch_size(params, venv.num_envs),
+        n_epochs=t.epochs,
+        gamma=t.gamma,
+        gae_lambda=t.gae_lambda,
+        clip_range=t.clip_range,
+        clip_range_vf=t.clip_value,
+        ent_coef=t.entropy_coef,
+        vf_coef=t.value_coef,
+        max_grad_norm=t.max_grad_norm,
+        target_kl=t.target_kl,
+        policy_kwargs={
+            "net_arch": {"pi": t.actor_hidden, "vf": t.critic_hidden},
+            "activation_fn": ACTIVATIONS[t.activation],
+            "log_std_init": t.init_log_std,
+        },
+        device=device,
+        seed=params.seed if seed is None else seed,
+        verbose=0,
     )
 
 
 class _Recorder(BaseCallback):
     """Per-rollout metrics under rlcore's names."""
 
-    def __init__(self, on_iteration: Callable[[dict], None], total: int, progress: bool,
-                 curriculum: Curriculum) -> None:
+    def __init__(
+        self, on_iteration: Callable[[dict], None], total: int, progress: bool, curriculum: Curriculum
+    ) -> None:
         super().__init__()
         self.curriculum = curriculum
         self.on_iteration = on_iteration
@@ -71,16 +91,24 @@ class _Recorder(BaseCallback):
             values = self.model.logger.name_to_value
             row = {ours: float(values[k]) for k, ours in SB3_METRICS.items() if k in values}
             if self.ended:
-                self.last = {"success_rate": float(np.mean([s for s, _ in self.ended])),
-                             "episode_return": float(np.mean([r for _, r in self.ended]))}
+                self.last = {
+                    "success_rate": float(np.mean([s for s, _ in self.ended])),
+                    "episode_return": float(np.mean([r for _, r in self.ended])),
+                }
                 if self.curriculum.update([s for s, _ in self.ended]):
                     self.training_env.env_method("set_level", self.curriculum.level)
                 self.ended = []
             elapsed = now - self.start
-            row.update(self.last, step=self.num_timesteps, wall_s=elapsed, fps=self.num_timesteps / elapsed,
-                       rollout_s=self.rollout_s, update_s=update_s,
-                       curriculum_level=float(self.curriculum.level),
-                       iteration=len(self.history) + 1)
+            row.update(
+                self.last,
+                step=self.num_timesteps,
+                wall_s=elapsed,
+                fps=self.num_timesteps / elapsed,
+                rollout_s=self.rollout_s,
+                update_s=update_s,
+                curriculum_level=float(self.curriculum.level),
+                iteration=len(self.history) + 1,
+            )
             self.history.append(row)
             self.on_iteration(row)
         self.t_rollout = now
@@ -128,8 +156,14 @@ def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[
     return policy_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
 
 
-def train_sb3(params: Params, res: Any, targets: TargetCache, on_start: Callable[[Any, str | None], None],
-              on_iteration: Callable[[dict], None], progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_sb3(
+    params: Params,
+    res: Any,
+    targets: TargetCache,
+    on_start: Callable[[Any, str | None], None],
+    on_iteration: Callable[[dict], None],
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train SB3 PPO on PyBullet envs; same return shape as rlcore.runs.train_rlcore."""
     if params.env.backend != "bullet":
         raise ValueError("train.algo = 'sb3' runs on env.backend = 'bullet' (SB3 has no batched backend)")
@@ -143,8 +177,9 @@ def train_sb3(params: Params, res: Any, targets: TargetCache, on_start: Callable
     on_start(holder, "sb3 runs do not resume from checkpoints; starting fresh")
     model = sb3_model(params, venv, res.policy_device)
     cur = params.env.curriculum
-    curriculum = Curriculum(cur.start_level, min(cur.max_level, targets.n_levels - 1), cur.threshold, cur.window,
-                            in_flight=res.n_envs)
+    curriculum = Curriculum(
+        cur.start_level, min(cur.max_level, targets.n_levels - 1), cur.threshold, cur.window, in_flight=res.n_envs
+    )
     if not cur.enabled:
         curriculum.level = curriculum.max_level
     venv.env_method("set_level", curriculum.level)
@@ -157,7 +192,14 @@ def train_sb3(params: Params, res: Any, targets: TargetCache, on_start: Callable
         recorder.bar.close()
     bundle = to_bundle(model, venv if params.train.obs_norm else None, params)
     venv.close()
-    summary = {"steps": model.num_timesteps, "wall_s": wall, "fps": model.num_timesteps / wall,
-               "success_rate": recorder.last["success_rate"], "episode_return": recorder.last["episode_return"],
-               "curriculum_level": curriculum.level, "iterations": len(recorder.history), "history": recorder.history}
+    summary = {
+        "steps": model.num_timesteps,
+        "wall_s": wall,
+        "fps": model.num_timesteps / wall,
+        "success_rate": recorder.last["success_rate"],
+        "episode_return": recorder.last["episode_return"],
+        "curriculum_level": curriculum.level,
+        "iterations": len(recorder.history),
+        "history": recorder.history,
+    }
     return summary, bundle

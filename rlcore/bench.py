@@ -107,8 +107,11 @@ def update_table(params: Params, devices: list[str], batch: int) -> list[dict[st
 def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str, float]]:
     """End-to-end rlcore PPO steps/s on PyBullet (env start-up excluded), and its time split."""
     from rlcore.ppo.trainer import Trainer, make_env
+    from rlcore.runs import cpu_threads
 
     device = torch.device("cpu")
+    threads = torch.get_num_threads()
+    cpu_threads(params)  # as the train stage does
     env = make_env(params, None, n_envs, device, params.seed)
     try:
         trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
@@ -116,6 +119,7 @@ def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str
         split = _time_split(trainer)
     finally:
         env.close()
+        torch.set_num_threads(threads)
     return summary["fps"], split
 
 
@@ -154,12 +158,20 @@ def sb3_fps(params: Params, n_envs: int, steps: int, kind: str) -> float:
         venv.close()
 
 
-def compare_ppo(params: Params, n_envs: int, steps: int, rounds: int = 2,
-                sb3_kind: str | None = None) -> dict[str, Any]:
+def compare_ppo(
+    params: Params, n_envs: int, steps: int, rounds: int = 2, sb3_kind: str | None = None
+) -> dict[str, Any]:
     """rlcore vs SB3 PPO, alternating, on the PyBullet backend with identical settings.
 
-    SB3 gets its best vec env: measured here (Dummy vs Subproc at n_envs) unless given."""
-    params = params.model_copy(update={"env": params.env.model_copy(update={"backend": "bullet"})})
+    SB3 gets its best vec env: measured here (Dummy vs Subproc at n_envs) unless given. Both run
+    a constant learning rate without the KL early stop, so both do the same gradient steps (SB3
+    has no KL-adaptive schedule, and an early stop would make the work differ)."""
+    params = params.model_copy(
+        update={
+            "env": params.env.model_copy(update={"backend": "bullet"}),
+            "train": params.train.model_copy(update={"lr_schedule": "constant", "target_kl": None}),
+        }
+    )
     if sb3_kind is None:
         dummy = vec_env_fps(params, "dummy", n_envs, 2000)
         sub = vec_env_fps(params, "subproc", n_envs, 2000)
@@ -172,10 +184,19 @@ def compare_ppo(params: Params, n_envs: int, steps: int, rounds: int = 2,
         theirs.append(sb3_fps(params, n_envs, steps, sb3_kind))
     fps_rlcore, fps_sb3 = float(np.median(ours)), float(np.median(theirs))
     split = {k: float(np.mean([s[k] for s in splits])) for k in splits[0]}
-    return {"fps_rlcore": fps_rlcore, "fps_sb3": fps_sb3, "ratio_rlcore_vs_sb3": fps_rlcore / fps_sb3,
-            "sb3_vec_env": sb3_kind, "rlcore_vec_env": params.train.vec_env, "n_envs": n_envs,
-            "steps_per_run": steps, "rounds": rounds, "fps_rlcore_runs": ours, "fps_sb3_runs": theirs,
-            "time_split_per_step": split}
+    return {
+        "fps_rlcore": fps_rlcore,
+        "fps_sb3": fps_sb3,
+        "ratio_rlcore_vs_sb3": fps_rlcore / fps_sb3,
+        "sb3_vec_env": sb3_kind,
+        "rlcore_vec_env": params.train.vec_env,
+        "n_envs": n_envs,
+        "steps_per_run": steps,
+        "rounds": rounds,
+        "fps_rlcore_runs": ours,
+        "fps_sb3_runs": theirs,
+        "time_split_per_step": split,
+    }
 
 
 def usable_devices() -> list[str]:
@@ -205,12 +226,15 @@ def main() -> None:
         n = (args.n_envs or [params.hardware.n_envs_bullet or 16])[0]
         r = compare_ppo(params, n, args.steps or 8192, args.rounds)
         print(f"PPO end to end on PyBullet, {n} envs, {r['steps_per_run']} steps x {r['rounds']} rounds, alternating")
-        print(f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['fps_rlcore']:,.0f} steps/s  runs {[round(x) for x in r['fps_rlcore_runs']]}")
-        print(f"  sb3    ({r['sb3_vec_env']}):  {r['fps_sb3']:,.0f} steps/s  runs {[round(x) for x in r['fps_sb3_runs']]}")
+        ours, theirs = [round(x) for x in r["fps_rlcore_runs"]], [round(x) for x in r["fps_sb3_runs"]]
+        print(f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['fps_rlcore']:,.0f} steps/s  runs {ours}")
+        print(f"  sb3    ({r['sb3_vec_env']}):  {r['fps_sb3']:,.0f} steps/s  runs {theirs}")
         print(f"  ratio rlcore / sb3: {r['ratio_rlcore_vs_sb3']:.2f}x")
         s = r["time_split_per_step"]
-        print(f"  rlcore time per rollout step: env {s['env_s'] * 1e3:.2f} ms, inference {s['inference_s'] * 1e3:.2f} ms, "
-              f"update {s['update_s'] * 1e3:.2f} ms")
+        print(
+            f"  rlcore time per rollout step: env {s['env_s'] * 1e3:.2f} ms, "
+            f"inference {s['inference_s'] * 1e3:.2f} ms, update {s['update_s'] * 1e3:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -78,9 +78,7 @@ class EnvConfig(Section):
         for name in ("train_physics", "eval_physics"):
             sim_hz = getattr(self, name).sim_hz
             if sim_hz % self.control_hz:
-                raise ValueError(
-                    f"{name}.sim_hz = {sim_hz} must be a multiple of control_hz = {self.control_hz}"
-                )
+                raise ValueError(f"{name}.sim_hz = {sim_hz} must be a multiple of control_hz = {self.control_hz}")
         return self
 
 
@@ -168,11 +166,13 @@ class TuneConfig(Section):
     pruner_warmup_iterations: int = Field(5, ge=0)
     heartbeat_interval: int = Field(10, ge=1)  # s; a killed worker's trial is retried after
     grace_period: int = Field(30, ge=2)  # s without a heartbeat
-    space: dict[str, SearchDim] = Field(default_factory=lambda: {
-        "train.minibatch_size": SearchDim(type="pow2", low=9, high=13),
-        "train.n_envs": SearchDim(type="int", low=128, high=1024, step=128),
-        "train.learning_rate": SearchDim(type="float", low=1e-4, high=3e-3, log=True),
-    })
+    space: dict[str, SearchDim] = Field(
+        default_factory=lambda: {
+            "train.minibatch_size": SearchDim(type="pow2", low=9, high=13),
+            "train.n_envs": SearchDim(type="int", low=128, high=1024, step=128),
+            "train.learning_rate": SearchDim(type="float", low=1e-4, high=3e-3, log=True),
+        }
+    )
 
 
 class Params(Section):

@@ -17,8 +17,15 @@ from rlcore.targets import TargetCache
 SUCCESS_5CM = 0.05
 
 
-def evaluate(policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int,
-             seed: int = 0, progress: bool = False, gui: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    policy: DeterministicPolicy,
+    params: Params,
+    targets: TargetCache,
+    episodes: int,
+    seed: int = 0,
+    progress: bool = False,
+    gui: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run `episodes` deterministic episodes on held-out targets (all levels, spread evenly)."""
     rng = np.random.default_rng(seed)
     pool = targets.indices("heldout")
@@ -42,9 +49,17 @@ def evaluate(policy: DeterministicPolicy, params: Params, targets: TargetCache, 
             if first_reach is None and info["distance"] < radius:
                 first_reach = t + 1
         d = info["distance"]
-        rows.append({"episode": i, "target": idx, "level": int(targets.level[idx]), "final_distance_mm": d * 1000,
-                     "success": int(d < radius), "success_5cm": int(d < SUCCESS_5CM),
-                     "steps_to_reach": first_reach if first_reach is not None else ""})
+        rows.append(
+            {
+                "episode": i,
+                "target": idx,
+                "level": int(targets.level[idx]),
+                "final_distance_mm": d * 1000,
+                "success": int(d < radius),
+                "success_5cm": int(d < SUCCESS_5CM),
+                "steps_to_reach": first_reach if first_reach is not None else "",
+            }
+        )
     env.close()
     return summarise(rows, targets.n_levels), rows
 
@@ -75,8 +90,9 @@ def write_episodes(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def render_gif(policy: DeterministicPolicy, params: Params, targets: TargetCache, path: Path,
-               episodes: int = 3, seed: int = 0) -> int:
+def render_gif(
+    policy: DeterministicPolicy, params: Params, targets: TargetCache, path: Path, episodes: int = 3, seed: int = 0
+) -> int:
     """A GIF of a few held-out episodes with the target drawn; returns the frame count."""
     from PIL import Image
 
@@ -99,8 +115,9 @@ def render_gif(policy: DeterministicPolicy, params: Params, targets: TargetCache
     return len(frames)
 
 
-def evaluate_batched(policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int,
-                     seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+def evaluate_batched(
+    policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int, seed: int = 0, device: str = "cpu"
+) -> dict[str, Any]:
     """The same held-out evaluation in the batched twin (one episode in each of `episodes` envs):
     the figure to compare with PyBullet's to measure sim-to-sim transfer."""
     from rlcore.envs.batched import BatchedReachEnv
@@ -113,7 +130,10 @@ def evaluate_batched(policy: DeterministicPolicy, params: Params, targets: Targe
         res = env.step(policy(obs))
         obs = res.obs
     d = res.distance.cpu().numpy()
-    return {"episodes": episodes, "success_rate": float((d < params.env.success_radius).mean()),
-            "success_rate_5cm": float((d < SUCCESS_5CM).mean()),
-            "final_distance_mm_median": float(np.median(d) * 1000),
-            "final_distance_mm_p90": float(np.percentile(d, 90) * 1000)}
+    return {
+        "episodes": episodes,
+        "success_rate": float((d < params.env.success_radius).mean()),
+        "success_rate_5cm": float((d < SUCCESS_5CM).mean()),
+        "final_distance_mm_median": float(np.median(d) * 1000),
+        "final_distance_mm_p90": float(np.percentile(d, 90) * 1000),
+    }

@@ -106,8 +106,14 @@ def probe_cpu() -> Probe:
     except (ValueError, OSError, AttributeError):
         pass
     device = torch.device("cpu")
-    caps = Capabilities(float64=True, foreach=True, fused_adam=_supports_fused_adam(device),
-                        compile=False, peak_memory=False, synchronize=True)
+    caps = Capabilities(
+        float64=True,
+        foreach=True,
+        fused_adam=_supports_fused_adam(device),
+        compile=False,
+        peak_memory=False,
+        synchronize=True,
+    )
     name = f"{_cpu_name()} ({os.cpu_count()} logical cores)"
     return Probe("cpu", "cpu", True, "always available", name, total, None, caps)
 
@@ -126,10 +132,26 @@ def probe_cuda() -> list[Probe]:
             _smoke_test(device)
             free, total = torch.cuda.mem_get_info(device)
             compile_ok = backend == "cuda" and importlib.util.find_spec("triton") is not None
-            caps = Capabilities(float64=True, foreach=True, fused_adam=_supports_fused_adam(device),
-                                compile=compile_ok, peak_memory=True, synchronize=True)
-            probes.append(Probe(backend, f"cuda:{i}", True, "smoke test passed",
-                                torch.cuda.get_device_name(i), total / MB, free / MB, caps))
+            caps = Capabilities(
+                float64=True,
+                foreach=True,
+                fused_adam=_supports_fused_adam(device),
+                compile=compile_ok,
+                peak_memory=True,
+                synchronize=True,
+            )
+            probes.append(
+                Probe(
+                    backend,
+                    f"cuda:{i}",
+                    True,
+                    "smoke test passed",
+                    torch.cuda.get_device_name(i),
+                    total / MB,
+                    free / MB,
+                    caps,
+                )
+            )
         except Exception as err:  # noqa: BLE001 - a broken device is recorded, not fatal
             probes.append(Probe(backend, f"cuda:{i}", False, f"smoke test failed: {err}"))
     return probes
@@ -152,11 +174,18 @@ def probe_directml(importer: Callable[[str], Any] = importlib.import_module) -> 
         try:
             device = dml.device(i)
             _smoke_test(device)
-            caps = Capabilities(float64=bool(dml.has_float64_support(i)), foreach=False,
-                                fused_adam=False, compile=False, peak_memory=False, synchronize=False)
+            caps = Capabilities(
+                float64=bool(dml.has_float64_support(i)),
+                foreach=False,
+                fused_adam=False,
+                compile=False,
+                peak_memory=False,
+                synchronize=False,
+            )
             # gpu_memory() gives per-tile fill fractions, no totals: total stays unknown
-            probes.append(Probe("directml", f"directml:{i}", True, "smoke test passed",
-                                str(dml.device_name(i)), None, None, caps))
+            probes.append(
+                Probe("directml", f"directml:{i}", True, "smoke test passed", str(dml.device_name(i)), None, None, caps)
+            )
         except Exception as err:  # noqa: BLE001
             probes.append(Probe("directml", f"directml:{i}", False, f"smoke test failed: {err}"))
     return probes
@@ -166,8 +195,14 @@ def probe_mps() -> Probe:
     backend = getattr(torch.backends, "mps", None)
     if backend is None or not backend.is_available():
         built = backend is not None and backend.is_built()
-        return Probe("mps", None, False, "MPS not available (not macOS/Apple silicon)" if not built
-                     else "torch built with MPS but no device available")
+        return Probe(
+            "mps",
+            None,
+            False,
+            "MPS not available (not macOS/Apple silicon)"
+            if not built
+            else "torch built with MPS but no device available",
+        )
     device = torch.device("mps")
     try:
         _smoke_test(device)
@@ -176,8 +211,14 @@ def probe_mps() -> Probe:
     total = None
     if hasattr(torch.mps, "recommended_max_memory"):
         total = torch.mps.recommended_max_memory() / MB
-    caps = Capabilities(float64=False, foreach=True, fused_adam=_supports_fused_adam(device),
-                        compile=False, peak_memory=False, synchronize=True)
+    caps = Capabilities(
+        float64=False,
+        foreach=True,
+        fused_adam=_supports_fused_adam(device),
+        compile=False,
+        peak_memory=False,
+        synchronize=True,
+    )
     return Probe("mps", "mps", True, "smoke test passed", "Apple GPU", total, None, caps)
 
 
@@ -207,8 +248,9 @@ def capabilities(device: torch.device) -> Capabilities:
         return Capabilities(fused_adam=_supports_fused_adam(device), peak_memory=False)
     if device.type == "cuda":
         hip = bool(getattr(torch.version, "hip", None))
-        return Capabilities(fused_adam=True, compile=not hip and importlib.util.find_spec("triton") is not None,
-                            peak_memory=True)
+        return Capabilities(
+            fused_adam=True, compile=not hip and importlib.util.find_spec("triton") is not None, peak_memory=True
+        )
     if device.type == "mps":
         return Capabilities(float64=False, fused_adam=_supports_fused_adam(device))
     return Capabilities(float64=False, foreach=False, fused_adam=False, synchronize=False)
@@ -271,8 +313,9 @@ class PortableAdam(torch.optim.Optimizer):
     """Adam with only mul_/add_/addcmul_/addcdiv_/sqrt: no foreach, no lerp, so it stays on
     DirectML instead of falling back to the CPU. Same update as torch.optim.Adam."""
 
-    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
+    def __init__(
+        self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
@@ -306,8 +349,11 @@ def make_adam(params: Any, lr: float, caps: Capabilities, eps: float = 1e-5) -> 
     return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Gradient-norm clipping without foreach kernels or a host sync (returns the norm tensor)."""
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float, foreach: bool = False) -> torch.Tensor:
+    """Gradient-norm clipping without a host sync (returns the norm tensor); foreach kernels only
+    where the device has them (DirectML does not)."""
+    if foreach:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
@@ -317,6 +363,7 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 
 
 # -- placement by measurement -----------------------------------------------------------------
+
 
 @dataclass
 class Placement:
@@ -347,8 +394,9 @@ def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int) 
     return statistics.median(times)
 
 
-def time_update(device: torch.device, obs_dim: int, act_dim: int, hidden: list[int],
-                batch: int, repeats: int = 5) -> float:
+def time_update(
+    device: torch.device, obs_dim: int, act_dim: int, hidden: list[int], batch: int, repeats: int = 5
+) -> float:
     """Seconds for one PPO-sized minibatch update (forward, backward, Adam) on a device."""
     from rlcore.ppo.policy import ActorCritic
 
@@ -383,8 +431,9 @@ def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, re
     return _median_seconds(block, device, repeats) / steps
 
 
-def choose_placement(probes: list[Probe], timings: dict[str, dict[str, float]],
-                     cfg: HardwareConfig, bytes_per_env: float = 16384.0) -> Placement:
+def choose_placement(
+    probes: list[Probe], timings: dict[str, dict[str, float]], cfg: HardwareConfig, bytes_per_env: float = 16384.0
+) -> Placement:
     """Decide devices and sizes from probes and measured timings (pure: testable with fakes).
 
     timings: {device: {"update_s": ..., "env_step_s": ...}} for each usable device;
@@ -415,8 +464,14 @@ def choose_placement(probes: list[Probe], timings: dict[str, dict[str, float]],
     return Placement(policy, env, n_bullet, n_batched, limit, reasons)
 
 
-def _fastest(usable: dict[str, Probe], timings: dict[str, dict[str, float]], key: str,
-             margin: float, reasons: list[str], what: str) -> str:
+def _fastest(
+    usable: dict[str, Probe],
+    timings: dict[str, dict[str, float]],
+    key: str,
+    margin: float,
+    reasons: list[str],
+    what: str,
+) -> str:
     timed = {d: t[key] for d, t in timings.items() if d in usable and key in t}
     if not timed:
         reasons.append(f"{what}: cpu (nothing timed)")

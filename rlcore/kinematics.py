@@ -27,9 +27,7 @@ def _rpy_matrix(rpy: tuple[float, float, float]) -> list[list[float]]:
 class ForwardKinematics:
     """Positions (and orientations) of every link of a chain for a batch of joint vectors."""
 
-    def __init__(
-        self, chain: Chain, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-    ) -> None:
+    def __init__(self, chain: Chain, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.chain = chain
         self.device = torch.device(device)
         self.dtype = dtype

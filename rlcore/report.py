@@ -61,7 +61,9 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
     axes[0].bar(["rlcore", f"SB3 ({ppo['sb3_vec_env']})"], [ppo["fps_rlcore"], ppo["fps_sb3"]], color=["C0", "C1"])
     axes[0].set(ylabel="steps/s", title=f"PPO end to end ({ppo['ratio_rlcore_vs_sb3']:.2f}x)")
     split = ppo["time_split_per_step"]
-    axes[1].bar(["env", "inference", "update"], [split["env_s"] * 1e3, split["inference_s"] * 1e3, split["update_s"] * 1e3])
+    axes[1].bar(
+        ["env", "inference", "update"], [split["env_s"] * 1e3, split["inference_s"] * 1e3, split["update_s"] * 1e3]
+    )
     axes[1].set(ylabel="ms per rollout step", title="Where rlcore's time goes")
     names.append(_save(fig, out_dir, "ppo_comparison.png"))
 
@@ -69,8 +71,11 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
     if rows:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         steps = [float(r["step"]) for r in rows]
-        ax.plot(steps, [float(r["success_rate"]) if r["success_rate"] not in ("", "nan") else float("nan") for r in rows],
-                label="success rate")
+        ax.plot(
+            steps,
+            [float(r["success_rate"]) if r["success_rate"] not in ("", "nan") else float("nan") for r in rows],
+            label="success rate",
+        )
         ax.plot(steps, [float(r["curriculum_level"]) / 2 for r in rows], ls="--", label="curriculum level / 2")
         ax.set(xlabel="env steps", ylabel="", title="Training", ylim=(0, 1.05))
         ax.legend()
@@ -95,36 +100,61 @@ def _save(fig: Any, out_dir: Path, name: str) -> str:
     return name
 
 
-def markdown(results: dict[str, Any], train: dict[str, Any], evaluation: dict[str, Any], images: list[str],
-             hardware: dict[str, Any]) -> str:
+def markdown(
+    results: dict[str, Any],
+    train: dict[str, Any],
+    evaluation: dict[str, Any],
+    images: list[str],
+    hardware: dict[str, Any],
+) -> str:
     ppo, split = results["ppo"], results["ppo"]["time_split_per_step"]
     lines = ["# rlcore report", ""]
     if train:
-        lines += ["## This run", "", "| | |", "|---|---|",
-                  f"| MLflow run | `{train.get('run_id')}` |",
-                  f"| algo / backend / device | {train.get('algo')} / {train.get('backend')} / {train.get('device')} |",
-                  f"| training | {train.get('steps'):,} steps in {train.get('wall_s')} s ({train.get('fps'):,} steps/s) |"]
+        lines += [
+            "## This run",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| MLflow run | `{train.get('run_id')}` |",
+            f"| algo / backend / device | {train.get('algo')} / {train.get('backend')} / {train.get('device')} |",
+            f"| training | {train.get('steps'):,} steps in {train.get('wall_s')} s ({train.get('fps'):,} steps/s) |",
+        ]
         if evaluation:
-            lines += [f"| held-out success (2 cm / 5 cm) | {evaluation['success_rate']:.1%} / {evaluation['success_rate_5cm']:.1%} |",
-                      f"| final distance median / p90 | {evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |"]
+            lines += [
+                "| held-out success (2 cm / 5 cm) | "
+                f"{evaluation['success_rate']:.1%} / {evaluation['success_rate_5cm']:.1%} |",
+                "| final distance median / p90 | "
+                f"{evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |",
+            ]
         lines.append("")
-    lines += ["## Headline: rlcore PPO vs stable-baselines3 PPO", "",
-              f"Same PyBullet env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
-              f"{ppo['steps_per_run']} steps per run, {ppo['rounds']} alternating rounds (median).", "",
-              "| | steps/s |", "|---|---|",
-              f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env, chunked) | {ppo['fps_rlcore']:,.0f} |",
-              f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} |",
-              f"| **ratio** | **{ppo['ratio_rlcore_vs_sb3']:.2f}x** |", "",
-              f"rlcore per rollout step: env {split['env_s'] * 1e3:.2f} ms, inference {split['inference_s'] * 1e3:.2f} ms, "
-              f"update (per step) {split['update_s'] * 1e3:.2f} ms.", ""]
+    lines += [
+        "## Headline: rlcore PPO vs stable-baselines3 PPO",
+        "",
+        f"Same PyBullet env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
+        f"{ppo['steps_per_run']} steps per run, {ppo['rounds']} alternating rounds (median).",
+        "",
+        "| | steps/s |",
+        "|---|---|",
+        f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env, chunked) | {ppo['fps_rlcore']:,.0f} |",
+        f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} |",
+        f"| **ratio** | **{ppo['ratio_rlcore_vs_sb3']:.2f}x** |",
+        "",
+        f"rlcore per rollout step: env {split['env_s'] * 1e3:.2f} ms, inference {split['inference_s'] * 1e3:.2f} ms, "
+        f"update (per step) {split['update_s'] * 1e3:.2f} ms.",
+        "",
+    ]
     lines += ["## Which device is faster for what", ""]
     best_env = max(results["batched"], key=lambda r: r["fps"])
     best_upd = max(results["update"], key=lambda r: r["samples_per_s"])
-    lines += [f"- PPO update: **{best_upd['device']}** is fastest here "
-              f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
-              f"- Batched env: **{best_env['device']}** is fastest here ({best_env['fps']:,.0f} env steps/s at {best_env['n_envs']} envs).",
-              f"- The hardware stage chose policy on **{hardware.get('policy_device', '?')}**, batched env on "
-              f"**{hardware.get('env_device', '?')}**.", ""]
+    lines += [
+        f"- PPO update: **{best_upd['device']}** is fastest here "
+        f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
+        f"- Batched env: **{best_env['device']}** is fastest here "
+        f"({best_env['fps']:,.0f} env steps/s at {best_env['n_envs']} envs).",
+        f"- The hardware stage chose policy on **{hardware.get('policy_device', '?')}**, batched env on "
+        f"**{hardware.get('env_device', '?')}**.",
+        "",
+    ]
     lines += ["## PyBullet env throughput", "", "| vec env | n_envs | steps/s |", "|---|---|---|"]
     lines += [f"| {r['kind']} | {r['n_envs']} | {r['fps']:,.0f} |" for r in results["env"]]
     lines += ["", "## Batched twin", "", "| device | n_envs | env steps/s | KB per env |", "|---|---|---|---|"]
@@ -142,9 +172,14 @@ def bench_metrics(results: dict[str, Any]) -> dict[str, float]:
     ppo = results["ppo"]
     single = next(r["fps"] for r in results["env"] if r["kind"] == "single")
     best_batched = max(results["batched"], key=lambda r: r["fps"])
-    return {"fps_rlcore": round(ppo["fps_rlcore"], 1), "fps_sb3": round(ppo["fps_sb3"], 1),
-            "ratio_rlcore_vs_sb3": round(ppo["ratio_rlcore_vs_sb3"], 3), "fps_single_env": round(single, 1),
-            "fps_batched_best": round(best_batched["fps"], 1), "batched_best_n_envs": best_batched["n_envs"]}
+    return {
+        "fps_rlcore": round(ppo["fps_rlcore"], 1),
+        "fps_sb3": round(ppo["fps_sb3"], 1),
+        "ratio_rlcore_vs_sb3": round(ppo["ratio_rlcore_vs_sb3"], 3),
+        "fps_single_env": round(single, 1),
+        "fps_batched_best": round(best_batched["fps"], 1),
+        "batched_best_n_envs": best_batched["n_envs"],
+    }
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -67,14 +68,15 @@ def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]
                 f"(n_envs {n_envs}, minibatch {minibatch_size(params, n_envs)}); largest that fit: "
                 f"train.n_envs={fitted_envs} train.minibatch_size={fitted_batch}, or set train.auto_fit=true"
             )
-        params = params.model_copy(update={"train": params.train.model_copy(
-            update={"n_envs": fitted_envs, "minibatch_size": fitted_batch})})
-        notes.append(f"auto_fit: n_envs {n_envs} -> {fitted_envs}, minibatch -> {fitted_batch} "
-                     f"to fit {limit:.0f} MB")
+        params = params.model_copy(
+            update={"train": params.train.model_copy(update={"n_envs": fitted_envs, "minibatch_size": fitted_batch})}
+        )
+        notes.append(f"auto_fit: n_envs {n_envs} -> {fitted_envs}, minibatch -> {fitted_batch} to fit {limit:.0f} MB")
         n_envs = fitted_envs
         estimate = estimate_memory(params, n_envs)
-    return params, Resolved(policy_device, env_device, n_envs, minibatch_size(params, n_envs), limit,
-                            estimate.total_mb, notes)
+    return params, Resolved(
+        policy_device, env_device, n_envs, minibatch_size(params, n_envs), limit, estimate.total_mb, notes
+    )
 
 
 def load_targets(params: Params, root: Path) -> TargetCache:
@@ -93,9 +95,15 @@ def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
             writer.writerow([f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c) for c in cols])
 
 
-def train_rlcore(params: Params, res: Resolved, targets: TargetCache, checkpoint_dir: Path | None,
-                 on_start: Callable[[Any, str | None], None], on_iteration: Callable[[dict], None],
-                 progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_rlcore(
+    params: Params,
+    res: Resolved,
+    targets: TargetCache,
+    checkpoint_dir: Path | None,
+    on_start: Callable[[Any, str | None], None],
+    on_iteration: Callable[[dict], None],
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train rlcore PPO; returns (summary, policy bundle). on_start(trainer, resume_note) lets the
     caller open or reopen its MLflow run before the first update."""
     from rlcore.ppo.trainer import Trainer, make_env
@@ -104,8 +112,7 @@ def train_rlcore(params: Params, res: Resolved, targets: TargetCache, checkpoint
     env_device = hw.torch_device(res.env_device)
     env = make_env(params, targets, res.n_envs, env_device, params.seed)
     try:
-        trainer = Trainer(params, env, policy_device, hw.capabilities(policy_device), checkpoint_dir,
-                          targets.n_levels)
+        trainer = Trainer(params, env, policy_device, hw.capabilities(policy_device), checkpoint_dir, targets.n_levels)
         note = trainer.try_resume()
         on_start(trainer, note)
         summary = trainer.train(on_iteration, progress=progress)
@@ -117,8 +124,9 @@ def train_rlcore(params: Params, res: Resolved, targets: TargetCache, checkpoint
             close()
 
 
-def cpu_threads() -> None:
-    """Use every core for torch on the CPU (PyTorch's default may leave some idle)."""
+def cpu_threads(params: Params) -> None:
+    """Torch's CPU threads: every core for the batched twin; one with PyBullet workers, which
+    own the other cores (torch's spinning threads would steal their time)."""
     import os
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(1 if params.env.backend == "bullet" else max(1, os.cpu_count() or 1))

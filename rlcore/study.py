@@ -54,14 +54,20 @@ def open_study(params: Params, opts: TuneOptions) -> optuna.Study:
     """Create or load the study on an RDB storage with heartbeats and failed-trial retries."""
     t = params.tune
     storage = optuna.storages.RDBStorage(
-        opts.storage, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period,
+        opts.storage,
+        heartbeat_interval=t.heartbeat_interval,
+        grace_period=t.grace_period,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
     )
     return optuna.create_study(
-        storage=storage, study_name=opts.study_name, direction="maximize", load_if_exists=True,
+        storage=storage,
+        study_name=opts.study_name,
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, opts.trials // 5))),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=t.pruner_startup_trials,
-                                           n_warmup_steps=t.pruner_warmup_iterations),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=t.pruner_startup_trials, n_warmup_steps=t.pruner_warmup_iterations
+        ),
     )
 
 
@@ -83,14 +89,21 @@ def parent_run(study: optuna.Study, params: Params, opts: TuneOptions) -> str:
 
 def counts(study: optuna.Study) -> dict[str, int]:
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    return {"finished": sum(s in FINISHED for s in states),
-            "active": sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states),
-            "pruned": sum(s == TrialState.PRUNED for s in states),
-            "failed": sum(s == TrialState.FAIL for s in states)}
+    return {
+        "finished": sum(s in FINISHED for s in states),
+        "active": sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states),
+        "pruned": sum(s == TrialState.PRUNED for s in states),
+        "failed": sum(s == TrialState.FAIL for s in states),
+    }
 
 
-def make_objective(params: Params, opts: TuneOptions, decision: dict[str, Any], parent_id: str,
-                   train_fn: Callable[..., tuple[dict, dict]] | None = None) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    params: Params,
+    opts: TuneOptions,
+    decision: dict[str, Any],
+    parent_id: str,
+    train_fn: Callable[..., tuple[dict, dict]] | None = None,
+) -> Callable[[optuna.Trial], float]:
     """The objective: held-out success rate after `steps_per_trial` steps, averaged over seeds.
 
     train_fn defaults to rlcore.runs.train_rlcore (the train stage's code); tests inject others.
@@ -107,14 +120,23 @@ def make_objective(params: Params, opts: TuneOptions, decision: dict[str, Any], 
     def objective(trial: optuna.Trial) -> float:
         _step_aside_if_surplus(trial, opts.trials)
         values = suggest(trial, params.tune.space)
-        base = params.model_copy(update={"train": params.train.model_copy(update={"total_steps": opts.steps_per_trial})})
+        base = params.model_copy(
+            update={"train": params.train.model_copy(update={"total_steps": opts.steps_per_trial})}
+        )
         trial_params = with_values(base, values)
         n_envs = trial_params.train.n_envs or int(
-            decision["n_envs_batched" if trial_params.env.backend == "batched" else "n_envs_bullet"])
+            decision["n_envs_batched" if trial_params.env.backend == "batched" else "n_envs_bullet"]
+        )
         estimate = estimate_memory(trial_params, n_envs).total_mb
         trial.set_user_attr("estimate_mb", round(estimate, 1))
-        run_id = tracking.open_run(opts.root, trial_params, "tune", decision["policy_device"], parent_run_id=parent_id,
-                                   extra_params={"tune.trial": trial.number, "tune.estimate_mb": round(estimate, 1)})
+        run_id = tracking.open_run(
+            opts.root,
+            trial_params,
+            "tune",
+            decision["policy_device"],
+            parent_run_id=parent_id,
+            extra_params={"tune.trial": trial.number, "tune.estimate_mb": round(estimate, 1)},
+        )
         client.set_tag(run_id, "mlflow.runName", f"{opts.study_name}-trial-{trial.number}")
 
         def prune(reason: str, excess_mb: float | None = None) -> optuna.TrialPruned:
@@ -129,13 +151,17 @@ def make_objective(params: Params, opts: TuneOptions, decision: dict[str, Any], 
         if opts.vram_limit_mb is not None:
             excess = estimate - opts.vram_limit_mb
             if excess > 0:
-                raise prune(f"infeasible memory: estimate {estimate:.1f} MB > limit {opts.vram_limit_mb:.1f} MB", excess)
+                raise prune(
+                    f"infeasible memory: estimate {estimate:.1f} MB > limit {opts.vram_limit_mb:.1f} MB", excess
+                )
         scores = []
         try:
             for s in range(opts.seeds):
                 seed_params = trial_params.model_copy(update={"seed": trial_params.seed + s})
-                _, res = runs.resolve(seed_params.model_copy(update={"train": seed_params.train.model_copy(
-                    update={"n_envs": n_envs})}), decision)
+                _, res = runs.resolve(
+                    seed_params.model_copy(update={"train": seed_params.train.model_copy(update={"n_envs": n_envs})}),
+                    decision,
+                )
 
                 def on_iteration(row: dict, s: int = s) -> None:
                     tracking.log_row(client, run_id, row, int(row["step"]))
@@ -171,15 +197,22 @@ def make_objective(params: Params, opts: TuneOptions, decision: dict[str, Any], 
 
 def _step_aside_if_surplus(trial: optuna.Trial, total: int) -> None:
     """If two workers raced for the last slot, the higher-numbered trial does no work."""
-    others = [t for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-              if t.number < trial.number]
+    others = [
+        t
+        for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        if t.number < trial.number
+    ]
     if len(others) >= total:
         trial.set_user_attr("surplus", True)
         raise SurplusTrial(f"trial {trial.number}: the study already has {total} trials")
 
 
-def run_worker(params: Params, opts: TuneOptions, decision: dict[str, Any],
-               train_fn: Callable[..., tuple[dict, dict]] | None = None) -> optuna.Study:
+def run_worker(
+    params: Params,
+    opts: TuneOptions,
+    decision: dict[str, Any],
+    train_fn: Callable[..., tuple[dict, dict]] | None = None,
+) -> optuna.Study:
     """Run trials until the study has `opts.trials` finished ones (or the timeout passes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(params, opts)
@@ -220,9 +253,16 @@ def summarise(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
-                     "params": trial_values(t.params), "reason": t.user_attrs.get("prune_reason", ""),
-                     "estimate_mb": t.user_attrs.get("estimate_mb")})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": trial_values(t.params),
+                "reason": t.user_attrs.get("prune_reason", ""),
+                "estimate_mb": t.user_attrs.get("estimate_mb"),
+            }
+        )
     summary: dict[str, Any] = {"study": study.study_name, "trials": rows, **counts(study)}
     try:
         best = study.best_trial
@@ -230,8 +270,12 @@ def summarise(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
         best = None
     if best is not None:
         values = trial_values(best.params)
-        summary["best"] = {"number": best.number, "heldout_success_rate": best.value, "params": values,
-                           "promote": promote_command(values)}
+        summary["best"] = {
+            "number": best.number,
+            "heldout_success_rate": best.value,
+            "params": values,
+            "promote": promote_command(values),
+        }
         (out_dir / "best_params.yaml").write_text(yaml.safe_dump(summary["best"], sort_keys=False))
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if complete:

@@ -80,9 +80,7 @@ class TargetCache:
             raise ValueError(f"no {split} targets at levels <= {max_level}")
         return pool[rng.integers(0, len(pool), size=n)]
 
-    def jittered(
-        self, idx: np.ndarray, noise: float, rng: np.random.Generator, fk: Any
-    ) -> np.ndarray:
+    def jittered(self, idx: np.ndarray, noise: float, rng: np.random.Generator, fk: Any) -> np.ndarray:
         """Targets near idx that stay reachable: uniform joint noise (rad) on the stored
         configurations, then `fk`, which maps (n, dof) configurations, clipped to the joint
         limits, to (n, 3) positions."""
@@ -106,8 +104,13 @@ class TargetCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(
-            tmp, positions=self.positions, joints=self.joints, level=self.level,
-            heldout=self.heldout, bin_edges=self.bin_edges, home_position=self.home_position,
+            tmp,
+            positions=self.positions,
+            joints=self.joints,
+            level=self.level,
+            heldout=self.heldout,
+            bin_edges=self.bin_edges,
+            home_position=self.home_position,
             meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )
         tmp.replace(path)
@@ -130,8 +133,7 @@ class TargetCache:
             for key, want in expected.items():
                 if meta.get(key) != want:
                     raise TargetCacheError(
-                        f"target cache {path} is stale: its {key} differs from the current "
-                        f"robot/params: {REBUILD_HINT}"
+                        f"target cache {path} is stale: its {key} differs from the current robot/params: {REBUILD_HINT}"
                     )
         return cache
 
@@ -180,8 +182,13 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     heldout[split_rng.permutation(cfg.n)[: int(round(cfg.heldout_fraction * cfg.n))]] = True
     meta = cache_key(params) | {"acceptance": cfg.n / tries}
     return TargetCache(
-        positions=positions_arr, joints=np.array(joints, dtype=np.float32), level=level,
-        heldout=heldout, bin_edges=edges, home_position=home_pos.astype(np.float32), meta=meta,
+        positions=positions_arr,
+        joints=np.array(joints, dtype=np.float32),
+        level=level,
+        heldout=heldout,
+        bin_edges=edges,
+        home_position=home_pos.astype(np.float32),
+        meta=meta,
     )
 
 
@@ -228,11 +235,7 @@ class Curriculum:
         skipped = min(self.skip, len(flags))
         self.skip -= skipped
         self.results.extend(flags[skipped:])
-        if (
-            self.level < self.max_level
-            and len(self.results) == self.window
-            and self.success_rate >= self.threshold
-        ):
+        if self.level < self.max_level and len(self.results) == self.window and self.success_rate >= self.threshold:
             self.level += 1
             self.results.clear()
             self.skip = self.in_flight

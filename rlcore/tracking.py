@@ -20,9 +20,21 @@ from rlcore.config import Params
 EXPERIMENT = "rlcore"
 # the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
 ITERATION_METRICS = (
-    "fps", "success_rate", "episode_return", "curriculum_level", "learning_rate", "policy_loss",
-    "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "grad_norm",
-    "rollout_s", "update_s", "peak_memory_mb",
+    "fps",
+    "success_rate",
+    "episode_return",
+    "curriculum_level",
+    "learning_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "grad_norm",
+    "rollout_s",
+    "update_s",
+    "peak_memory_mb",
 )
 
 
@@ -64,13 +76,18 @@ def git_info(root: Path) -> dict[str, str]:
 def run_name(params: Params, device: str) -> str:
     """Human-readable: algo-backend-device-lr-seed-time, e.g. rlcore-batched-cpu-lr1e-03-s0-0712."""
     t = params.train
-    return f"{t.algo}-{params.env.backend}-{device.replace(':', '')}-lr{t.learning_rate:.0e}-s{params.seed}-{time.strftime('%m%d-%H%M%S')}"
+    stamp = time.strftime("%m%d-%H%M%S")
+    return f"{t.algo}-{params.env.backend}-{device.replace(':', '')}-lr{t.learning_rate:.0e}-s{params.seed}-{stamp}"
 
 
 def run_tags(params: Params, root: Path, stage: str, device: str) -> dict[str, str]:
     return {
-        **git_info(root), "dvc_stage": stage, "params_hash": params.section_hash(),
-        "device": device, "backend": params.env.backend, "algo": params.train.algo,
+        **git_info(root),
+        "dvc_stage": stage,
+        "params_hash": params.section_hash(),
+        "device": device,
+        "backend": params.env.backend,
+        "algo": params.train.algo,
     }
 
 
@@ -127,8 +144,15 @@ class MetricBuffer:
         self.last = time.monotonic()
 
 
-def open_run(root: Path, params: Params, stage: str, device: str, run_id: str | None = None,
-             parent_run_id: str | None = None, extra_params: dict[str, Any] | None = None) -> str:
+def open_run(
+    root: Path,
+    params: Params,
+    stage: str,
+    device: str,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    extra_params: dict[str, Any] | None = None,
+) -> str:
     """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id."""
     from mlflow.tracking import MlflowClient
 

@@ -43,8 +43,9 @@ def minibatch_size(params: Params, n_envs: int) -> int:
     return max(1, rollout // params.train.minibatches)
 
 
-def estimate_memory(params: Params, n_envs: int, batch: int | None = None,
-                    batched_env: bool | None = None) -> MemoryEstimate:
+def estimate_memory(
+    params: Params, n_envs: int, batch: int | None = None, batched_env: bool | None = None
+) -> MemoryEstimate:
     """Peak device memory of training with n_envs and minibatch `batch` (MB)."""
     chain = read_chain(params.robot.urdf, params.robot.ee_link)
     dof = chain.dof
@@ -95,6 +96,7 @@ def fit_to_limit(params: Params, n_envs: int, limit_mb: float) -> tuple[int, int
 
 # -- the Optuna study ---------------------------------------------------------------------------
 
+
 class SurplusTrial(Exception):
     """Two workers raced for the last slot: the later trial steps aside (marked FAIL, no work)."""
 
@@ -116,8 +118,9 @@ def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
 
 def trial_values(trial_params: dict[str, Any]) -> dict[str, Any]:
     """Optuna's stored params back to dotted param values (log2:key -> 2**value)."""
-    return {(k[5:] if k.startswith("log2:") else k): (2 ** v if k.startswith("log2:") else v)
-            for k, v in trial_params.items()}
+    return {
+        (k[5:] if k.startswith("log2:") else k): (2**v if k.startswith("log2:") else v) for k, v in trial_params.items()
+    }
 
 
 def with_values(params: Params, values: dict[str, Any]) -> Params:

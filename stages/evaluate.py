@@ -37,8 +37,9 @@ def main(args, params) -> None:
     metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=2) + "\n"
+    )
     episodes_csv = root / args.episodes_csv
     write_episodes(episodes_csv, rows)
     gif = root / args.gif

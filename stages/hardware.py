@@ -66,14 +66,20 @@ def main(args, params) -> None:
     print(f"{'backend':<9} {'device':<12} {'usable':<6} {'memory MB':>10}  reason / name")
     for p in probes:
         mem = hw._unknown(p.memory_total_mb)
-        print(f"{p.backend:<9} {str(p.device):<12} {'yes' if p.usable else 'no':<6} {mem:>10}  "
-              f"{p.name + ' - ' if p.usable else ''}{p.reason}")
+        print(
+            f"{p.backend:<9} {str(p.device):<12} {'yes' if p.usable else 'no':<6} {mem:>10}  "
+            f"{p.name + ' - ' if p.usable else ''}{p.reason}"
+        )
     for dev, t in timings.items():
-        print(f"timing {dev}: PPO minibatch update ({t['minibatch']}) {t['update_s'] * 1e3:.2f} ms, "
-              f"batched env step ({t['n_envs']} envs) {t['env_step_s'] * 1e3:.2f} ms")
+        print(
+            f"timing {dev}: PPO minibatch update ({t['minibatch']}) {t['update_s'] * 1e3:.2f} ms, "
+            f"batched env step ({t['n_envs']} envs) {t['env_step_s'] * 1e3:.2f} ms"
+        )
     d = placement
-    print(f"policy on {d.policy_device}, batched env on {d.env_device}; n_envs: bullet {d.n_envs_bullet}, "
-          f"batched {d.n_envs_batched}; VRAM limit {hw._unknown(d.vram_limit_mb)} MB")
+    print(
+        f"policy on {d.policy_device}, batched env on {d.env_device}; n_envs: bullet {d.n_envs_bullet}, "
+        f"batched {d.n_envs_batched}; VRAM limit {hw._unknown(d.vram_limit_mb)} MB"
+    )
     for reason in d.reasons:
         print(f"  - {reason}")
     print(f"wrote {out}")

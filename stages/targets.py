@@ -14,8 +14,7 @@ from rlcore.targets import build_cache, summary  # noqa: E402
 def main(args, params) -> None:
     cache = build_cache(params, progress=True)
     cache.save(params.targets.path)
-    print(f"wrote {params.targets.path}: {len(cache.positions)} targets, "
-          f"acceptance {cache.meta['acceptance']:.0%}")
+    print(f"wrote {params.targets.path}: {len(cache.positions)} targets, acceptance {cache.meta['acceptance']:.0%}")
     print(summary(cache))
 
 

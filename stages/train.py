@@ -29,26 +29,33 @@ def main(args, params) -> None:
         targets = runs.load_targets(params, root)
     except (runs.SetupError, TargetCacheError) as err:
         raise StageError(str(err)) from None
-    runs.cpu_threads()
+    runs.cpu_threads(params)
     ckpt_dir = root / params.train.checkpoint_dir
-    print(f"train: {params.train.algo} on {params.env.backend} envs x{res.n_envs} ({res.env_device}), "
-          f"policy on {res.policy_device}, minibatch {res.minibatch}, "
-          f"estimated peak {res.estimate_mb:.0f} MB")
+    print(
+        f"train: {params.train.algo} on {params.env.backend} envs x{res.n_envs} ({res.env_device}), "
+        f"policy on {res.policy_device}, minibatch {res.minibatch}, "
+        f"estimated peak {res.estimate_mb:.0f} MB"
+    )
     for note in res.notes:
         print(f"  - {note}")
     run_id = None
     buffer = None
-    extra = {"resolved.policy_device": res.policy_device, "resolved.env_device": res.env_device,
-             "resolved.n_envs": res.n_envs, "resolved.minibatch": res.minibatch,
-             "resolved.estimate_mb": round(res.estimate_mb, 1)}
+    extra = {
+        "resolved.policy_device": res.policy_device,
+        "resolved.env_device": res.env_device,
+        "resolved.n_envs": res.n_envs,
+        "resolved.minibatch": res.minibatch,
+        "resolved.estimate_mb": round(res.estimate_mb, 1),
+    }
     from mlflow.tracking import MlflowClient
 
     def on_start(trainer, note):
         nonlocal run_id, buffer
         if note:
             print(f"  - {note}")
-        run_id = tracking.open_run(root, params, "train", res.policy_device, trainer.extra.get("run_id"),
-                                   extra_params=extra)
+        run_id = tracking.open_run(
+            root, params, "train", res.policy_device, trainer.extra.get("run_id"), extra_params=extra
+        )
         trainer.extra["run_id"] = run_id
         buffer = tracking.MetricBuffer(MlflowClient(), run_id)
 
@@ -85,10 +92,17 @@ def main(args, params) -> None:
     history = summary.pop("history")
     runs.write_curve(root / args.curve, history)
     result = {
-        "run_id": run_id, "steps": summary["steps"], "fps": round(summary["fps"], 1),
-        "wall_s": round(summary["wall_s"], 2), "device": res.policy_device, "env_device": res.env_device,
-        "backend": params.env.backend, "algo": params.train.algo, "n_envs": res.n_envs,
-        "success_rate": summary["success_rate"], "episode_return": summary["episode_return"],
+        "run_id": run_id,
+        "steps": summary["steps"],
+        "fps": round(summary["fps"], 1),
+        "wall_s": round(summary["wall_s"], 2),
+        "device": res.policy_device,
+        "env_device": res.env_device,
+        "backend": params.env.backend,
+        "algo": params.train.algo,
+        "n_envs": res.n_envs,
+        "success_rate": summary["success_rate"],
+        "episode_return": summary["episode_return"],
         "curriculum_level": summary["curriculum_level"],
     }
     out = root / args.out
@@ -100,8 +114,10 @@ def main(args, params) -> None:
     tracking.end_run(run_id)
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
     print(f"wrote {args.model}, {args.out}, {args.curve}; MLflow run {run_id}")
-    print(f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
-          f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}")
+    print(
+        f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
+        f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,13 +33,21 @@ def main(args, params) -> None:
     if limit is None and decision.get("vram_limit_mb") not in (None, "unknown"):
         limit = float(decision["vram_limit_mb"])
     opts = TuneOptions(
-        root=root, storage=storage_url(root, args.storage), study_name=args.study_name or t.study_name,
-        trials=args.trials or t.trials, steps_per_trial=args.steps_per_trial or t.steps_per_trial,
-        seeds=args.seeds or t.seeds, vram_limit_mb=limit, timeout_s=args.timeout, progress=not args.no_progress,
+        root=root,
+        storage=storage_url(root, args.storage),
+        study_name=args.study_name or t.study_name,
+        trials=args.trials or t.trials,
+        steps_per_trial=args.steps_per_trial or t.steps_per_trial,
+        seeds=args.seeds or t.seeds,
+        vram_limit_mb=limit,
+        timeout_s=args.timeout,
+        progress=not args.no_progress,
     )
     shown = opts.storage.split("@")[-1]  # no password in the log
-    print(f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {opts.steps_per_trial:,} "
-          f"steps x {opts.seeds} seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}")
+    print(
+        f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {opts.steps_per_trial:,} "
+        f"steps x {opts.seeds} seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}"
+    )
     study = run_worker(params, opts, decision)
     out_dir = root / "out" / "tune" / opts.study_name
     summary = summarise(study, out_dir)
@@ -47,8 +55,9 @@ def main(args, params) -> None:
     print(f"\n{'trial':>5} {'state':<9} {'success':>8}  params / reason")
     for row in summary["trials"]:
         value = "" if row["value"] is None else f"{row['value']:.3f}"
-        detail = row["reason"] or ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                            for k, v in row["params"].items())
+        detail = row["reason"] or ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items()
+        )
         print(f"{row['number']:>5} {row['state']:<9} {value:>8}  {detail}")
     print(f"finished {summary['finished']} (pruned {summary['pruned']}), failed {summary['failed']}")
     best = summary.get("best")

@@ -16,11 +16,23 @@ TINY_PARAMS = {
     "targets": {"n": 400},
     "env": {"backend": "batched"},
     "hardware": {"n_envs_batched": 256},
-    "train": {"total_steps": 16384, "n_envs": 64, "n_steps": 16, "actor_hidden": [32, 32],
-              "critic_hidden": [32, 32], "checkpoint_every": 2},
+    "train": {
+        "total_steps": 16384,
+        "n_envs": 64,
+        "n_steps": 16,
+        "actor_hidden": [32, 32],
+        "critic_hidden": [32, 32],
+        "checkpoint_every": 2,
+    },
     "eval": {"episodes": 8, "gif_episodes": 1},
-    "report": {"vec_n_envs": [1, 2], "batched_n_envs": [64, 256], "ppo_n_envs": 2, "ppo_steps": 256,
-               "rounds": 1, "env_steps": 100},
+    "report": {
+        "vec_n_envs": [1, 2],
+        "batched_n_envs": [64, 256],
+        "ppo_n_envs": 2,
+        "ppo_steps": 256,
+        "rounds": 1,
+        "env_steps": 100,
+    },
 }
 
 
@@ -37,8 +49,13 @@ def copy_repo(dest: Path, params: dict | None = None, git: bool = True) -> Path:
         data[section].update(values)
     (dest / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     if git:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-               "GIT_COMMITTER_EMAIL": "t@t"}
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
             subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
     return dest
@@ -50,7 +67,9 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> su
     env.pop("DVC_ROOT", None)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

@@ -91,7 +91,10 @@ def test_targets_respect_split_and_curriculum(small_cache, small_params):
     assert sampled <= train_pos and not (sampled & held)
     twin.set_level(2)
     twin.reset()
-    levels = {int(small_cache.level[np.flatnonzero((small_cache.positions == p).all(1))[0]]) for p in twin.target.numpy()[:200]}
+    levels = {
+        int(small_cache.level[np.flatnonzero((small_cache.positions == p).all(1))[0]])
+        for p in twin.target.numpy()[:200]
+    }
     assert levels == {0, 1, 2}
 
 

@@ -68,9 +68,19 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_stage_fails_before_work_with_one_line(tmp_path):
     out = tmp_path / "targets.npz"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "targets.py"), "--params", str(ROOT / "params.yaml"),
-         "--set", f"targets.path={out}", "--set", "targets.levels=0"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "stages" / "targets.py"),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--set",
+            f"targets.path={out}",
+            "--set",
+            "targets.levels=0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

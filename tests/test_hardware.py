@@ -74,7 +74,9 @@ def test_probe_all_never_raises_and_cpu_is_usable():
 
 def _probes():
     cpu = hw.probe_cpu()
-    gpu = hw.Probe("cuda", "cuda:0", True, "smoke test passed", "Fake GPU", 8000.0, 7000.0, hw.Capabilities(peak_memory=True))
+    gpu = hw.Probe(
+        "cuda", "cuda:0", True, "smoke test passed", "Fake GPU", 8000.0, 7000.0, hw.Capabilities(peak_memory=True)
+    )
     dml = hw.Probe("directml", None, False, "torch_directml not importable: OSError: x")
     return [cpu, gpu, dml]
 
@@ -82,18 +84,27 @@ def _probes():
 def test_placement_from_injected_timings():
     cfg = HardwareConfig()
     # GPU much faster at both: chosen for both, VRAM limit from total x safety fraction
-    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.1, "env_step_s": 0.01},
-                                        "cuda:0": {"update_s": 0.01, "env_step_s": 0.001}}, cfg)
+    p = hw.choose_placement(
+        _probes(),
+        {"cpu": {"update_s": 0.1, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.01, "env_step_s": 0.001}},
+        cfg,
+    )
     assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
     assert p.vram_limit_mb == pytest.approx(8000 * cfg.vram_safety_fraction)
     assert p.n_envs_batched >= 1024
     # small MLP: CPU wins the update, GPU wins the env
-    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.002, "env_step_s": 0.01},
-                                        "cuda:0": {"update_s": 0.003, "env_step_s": 0.001}}, cfg)
+    p = hw.choose_placement(
+        _probes(),
+        {"cpu": {"update_s": 0.002, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.003, "env_step_s": 0.001}},
+        cfg,
+    )
     assert (p.policy_device, p.env_device) == ("cpu", "cuda:0")
     # GPU only slightly faster (below the margin): CPU kept, and the reason says so
-    p = hw.choose_placement(_probes(), {"cpu": {"update_s": 0.010, "env_step_s": 0.01},
-                                        "cuda:0": {"update_s": 0.009, "env_step_s": 0.009}}, cfg)
+    p = hw.choose_placement(
+        _probes(),
+        {"cpu": {"update_s": 0.010, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.009, "env_step_s": 0.009}},
+        cfg,
+    )
     assert p.policy_device == "cpu" and any("less than 1.2x faster" in r for r in p.reasons)
     assert any(r.startswith("directml: skipped") for r in p.reasons)
     # explicit override of limits and sizes
@@ -116,7 +127,7 @@ def test_portable_adam_matches_torch_adam():
     opt_ref = hw.make_adam(ref.parameters(), 1e-2, hw.Capabilities(foreach=True, fused_adam=False))
     opt_mine = hw.make_adam(mine.parameters(), 1e-2, hw.Capabilities(foreach=False))
     assert isinstance(opt_mine, hw.PortableAdam) and isinstance(opt_ref, torch.optim.Adam)
-    for step in range(50):
+    for _ in range(50):
         x = torch.randn(32, 5)
         for model, opt in ((ref, opt_ref), (mine, opt_mine)):
             opt.zero_grad()
@@ -147,9 +158,21 @@ def test_hardware_json_is_byte_identical_across_runs(tmp_path):
     for i in range(2):
         out = tmp_path / f"run{i}" / "hardware.json"
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "stages" / "hardware.py"), "--params", str(ROOT / "params.yaml"),
-             "--out", str(out), "--set", "hardware.n_envs_batched=256", "--set", "train.minibatch_size=256"],
-            capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                str(ROOT / "stages" / "hardware.py"),
+                "--params",
+                str(ROOT / "params.yaml"),
+                "--out",
+                str(out),
+                "--set",
+                "hardware.n_envs_batched=256",
+                "--set",
+                "train.minibatch_size=256",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         assert proc.returncode == 0, proc.stderr
         outs.append(out.read_bytes())
@@ -162,9 +185,19 @@ def test_hardware_json_is_byte_identical_across_runs(tmp_path):
 
 def test_explicit_unusable_device_stage_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "hardware.py"), "--params", str(ROOT / "params.yaml"),
-         "--out", str(tmp_path / "hw.json"), "--set", "hardware.device=directml"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "stages" / "hardware.py"),
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--out",
+            str(tmp_path / "hw.json"),
+            "--set",
+            "hardware.device=directml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "hardware.device = 'directml' is not usable: torch_directml not importable" in proc.stderr

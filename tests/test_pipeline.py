@@ -26,16 +26,27 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_repro_writes_every_output(repo):
-    for path in ["data/targets.npz", "out/hardware.json", "models/policy.pt", "out/train.json",
-                 "out/train_curve.csv", "out/eval.json", "out/eval_episodes.csv", "out/eval.gif",
-                 "out/report/report.md", "out/bench.json", "dvc.lock"]:
+    for path in [
+        "data/targets.npz",
+        "out/hardware.json",
+        "models/policy.pt",
+        "out/train.json",
+        "out/train_curve.csv",
+        "out/eval.json",
+        "out/eval_episodes.csv",
+        "out/eval.gif",
+        "out/report/report.md",
+        "out/bench.json",
+        "dvc.lock",
+    ]:
         assert (repo / path).is_file(), path
     train = json.loads((repo / "out/train.json").read_text())
     assert {"run_id", "steps", "fps", "wall_s", "device", "backend", "algo"} <= set(train)
     assert train["steps"] >= 16384 and train["backend"] == "batched"
     evaluation = json.loads((repo / "out/eval.json").read_text())
-    assert {"success_rate", "success_rate_5cm", "final_distance_mm_median", "final_distance_mm_p90",
-            "episodes"} <= set(evaluation)
+    assert {"success_rate", "success_rate_5cm", "final_distance_mm_median", "final_distance_mm_p90", "episodes"} <= set(
+        evaluation
+    )
     assert evaluation["episodes"] == 8
     bench = json.loads((repo / "out/bench.json").read_text())
     assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0
@@ -59,8 +70,15 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
     assert run.info.status == "FINISHED"
     assert run.data.params["train.learning_rate"] == "0.001"
     assert run.data.params["resolved.policy_device"] == "cpu"
-    for metric in ("success_rate", "fps", "approx_kl", "eval_success_rate", "eval_final_distance_mm_median",
-                   "bench_fps_rlcore", "bench_ratio_rlcore_vs_sb3"):
+    for metric in (
+        "success_rate",
+        "fps",
+        "approx_kl",
+        "eval_success_rate",
+        "eval_final_distance_mm_median",
+        "bench_fps_rlcore",
+        "bench_ratio_rlcore_vs_sb3",
+    ):
         assert metric in run.data.metrics, metric
     tags = run.data.tags
     assert {"git_commit", "git_dirty", "dvc_stage", "params_hash", "device", "backend", "algo"} <= set(tags)
@@ -102,9 +120,21 @@ def free_port() -> int:
 def test_mlflow_server_serves_the_run_over_rest(repo):
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{repo / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -135,7 +165,10 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path):
     proc = stage("train", root, check=False)
     assert proc.returncode == 2 and "dvc repro hardware" in proc.stderr
     (root / "out").mkdir()
-    (root / "out/hardware.json").write_text(json.dumps({"decision": {"policy_device": "cpu", "env_device": "cpu",
-                                                                     "n_envs_bullet": 2, "n_envs_batched": 64}}))
+    (root / "out/hardware.json").write_text(
+        json.dumps(
+            {"decision": {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64}}
+        )
+    )
     proc = stage("train", root, check=False)
     assert proc.returncode == 2 and "dvc repro targets" in proc.stderr and "Traceback" not in proc.stderr

@@ -20,8 +20,16 @@ DML_CAPS = Capabilities(float64=False, foreach=False, fused_adam=False, compile=
 
 
 def tiny_params(**train) -> Params:
-    t = {"n_steps": 8, "epochs": 2, "minibatches": 2, "actor_hidden": [32, 32], "critic_hidden": [32, 32],
-         "total_steps": 8 * 16 * 3, "checkpoint_every": 1, **train}
+    t = {
+        "n_steps": 8,
+        "epochs": 2,
+        "minibatches": 2,
+        "actor_hidden": [32, 32],
+        "critic_hidden": [32, 32],
+        "total_steps": 8 * 16 * 3,
+        "checkpoint_every": 1,
+        **train,
+    }
     return Params.model_validate({"robot": {"ee_link": "flange"}, "env": {"backend": "batched"}, "train": t})
 
 
@@ -54,8 +62,14 @@ def test_loss_matches_hand_computation():
     params = tiny_params(clip_range=0.2, value_coef=0.5, entropy_coef=0.01)
     model = ActorCritic(4, 2, [8], [8], init_log_std=-0.3)
     ppo = PPO(model, params.train, DML_CAPS)
-    batch = {"obs": torch.randn(6, 4), "actions": torch.randn(6, 2), "log_probs": torch.randn(6),
-             "values": torch.randn(6), "advantages": torch.randn(6), "returns": torch.randn(6)}
+    batch = {
+        "obs": torch.randn(6, 4),
+        "actions": torch.randn(6, 2),
+        "log_probs": torch.randn(6),
+        "values": torch.randn(6),
+        "advantages": torch.randn(6),
+        "returns": torch.randn(6),
+    }
     loss, parts = ppo.loss(batch)
     mean = model.actor(batch["obs"])
     std = math.exp(-0.3)

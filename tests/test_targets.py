@@ -68,7 +68,9 @@ def test_save_load_roundtrip_and_errors(small_params, small_cache, tmp_path):
     assert np.array_equal(loaded.heldout, small_cache.heldout)
     with pytest.raises(TargetCacheError, match="missing.*dvc repro targets"):
         TargetCache.load(tmp_path / "none.npz", small_params)
-    other = Params.model_validate({**small_params.model_dump(), "targets": {**small_params.targets.model_dump(), "n": 700}})
+    other = Params.model_validate(
+        {**small_params.model_dump(), "targets": {**small_params.targets.model_dump(), "n": 700}}
+    )
     with pytest.raises(TargetCacheError, match="stale.*dvc repro targets"):
         TargetCache.load(small_params.targets.path, other)
     robot = Params.model_validate({**small_params.model_dump(), "robot": {"urdf": "kuka_iiwa/model.urdf"}})

@@ -11,11 +11,10 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 
 from rlcore.config import Params
-from tests.helpers import TINY_PARAMS, copy_repo, run, stage
+from tests.helpers import TINY_PARAMS, copy_repo, stage
 
 
 def test_resume_after_kill(tmp_path):
@@ -25,8 +24,9 @@ def test_resume_after_kill(tmp_path):
     stage("hardware", root)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "stages/train.py"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ckpt = root / "checkpoints" / "last.pt"
     deadline = time.time() + 180
     state = None
@@ -69,8 +69,13 @@ def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
     from rlcore.envs.vec import make_vec_env
     from rlcore.ppo.policy import policy_from_bundle
 
-    params = small_params.model_copy(update={"train": small_params.train.model_copy(
-        update={"n_steps": 32, "total_steps": 128, "actor_hidden": [32, 32], "critic_hidden": [16]})})
+    params = small_params.model_copy(
+        update={
+            "train": small_params.train.model_copy(
+                update={"n_steps": 32, "total_steps": 128, "actor_hidden": [32, 32], "critic_hidden": [16]}
+            )
+        }
+    )
     venv, _ = make_vec_env(params, small_cache, 2, kind="dummy")
     venv = VecNormalize(venv, norm_reward=False, clip_obs=10.0)
     model = sb3_model(params, venv)
@@ -85,12 +90,19 @@ def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
 
 def test_learning_on_easy_targets(tmp_path):
     """Really trains (batched twin, easy targets only) and checks held-out success in PyBullet."""
-    params = {**TINY_PARAMS,
-              "targets": {"n": 3000},
-              "env": {"backend": "batched", "curriculum": {"start_level": 0, "max_level": 0}},
-              "train": {"total_steps": 600_000, "n_envs": 256, "n_steps": 16, "actor_hidden": [64, 64],
-                        "critic_hidden": [64, 64]},
-              "eval": {"episodes": 60, "gif_episodes": 0}}
+    params = {
+        **TINY_PARAMS,
+        "targets": {"n": 3000},
+        "env": {"backend": "batched", "curriculum": {"start_level": 0, "max_level": 0}},
+        "train": {
+            "total_steps": 600_000,
+            "n_envs": 256,
+            "n_steps": 16,
+            "actor_hidden": [64, 64],
+            "critic_hidden": [64, 64],
+        },
+        "eval": {"episodes": 60, "gif_episodes": 0},
+    }
     root = copy_repo(tmp_path, params, git=False)
     stage("targets", root)
     stage("hardware", root)

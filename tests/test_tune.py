@@ -17,22 +17,35 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from rlcore.config import Params, load_params
+from rlcore.config import load_params
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
 from rlcore.study import TuneOptions, run_worker
 from rlcore.targets import build_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64,
-            "vram_limit_mb": "unknown", "reasons": []}
+DECISION = {
+    "policy_device": "cpu",
+    "env_device": "cpu",
+    "n_envs_bullet": 2,
+    "n_envs_batched": 64,
+    "vram_limit_mb": "unknown",
+    "reasons": [],
+}
 TINY = {
     "targets": {"n": 300},
     "env": {"backend": "batched"},
     "train": {"n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
-    "tune": {"eval_episodes": 50, "heartbeat_interval": 1, "grace_period": 3, "pruner_startup_trials": 50,
-             "space": {"train.minibatch_size": {"type": "pow2", "low": 6, "high": 8},
-                       "train.n_envs": {"type": "int", "low": 32, "high": 64, "step": 32},
-                       "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}},
+    "tune": {
+        "eval_episodes": 50,
+        "heartbeat_interval": 1,
+        "grace_period": 3,
+        "pruner_startup_trials": 50,
+        "space": {
+            "train.minibatch_size": {"type": "pow2", "low": 6, "high": 8},
+            "train.n_envs": {"type": "int", "low": 32, "high": 64, "step": 32},
+            "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
+        },
+    },
 }
 
 
@@ -53,8 +66,17 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def options(root: Path, name: str, trials: int, storage: str | None = None, limit: float | None = None) -> TuneOptions:
-    return TuneOptions(root=root, storage=storage or f"sqlite:///{root / 'optuna.db'}", study_name=name,
-                       trials=trials, steps_per_trial=1024, seeds=1, vram_limit_mb=limit, progress=False, poll_s=0.5)
+    return TuneOptions(
+        root=root,
+        storage=storage or f"sqlite:///{root / 'optuna.db'}",
+        study_name=name,
+        trials=trials,
+        steps_per_trial=1024,
+        seeds=1,
+        vram_limit_mb=limit,
+        progress=False,
+        poll_s=0.5,
+    )
 
 
 class FakeTrain:
@@ -133,9 +155,24 @@ def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> s
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "stages" / "tune.py"), "--trials", str(trials), "--study-name", name,
-         "--storage", storage, "--steps-per-trial", str(steps), "--no-progress"],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(ROOT / "stages" / "tune.py"),
+            "--trials",
+            str(trials),
+            "--study-name",
+            name,
+            "--storage",
+            storage,
+            "--steps-per-trial",
+            str(steps),
+            "--no-progress",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -175,8 +212,11 @@ def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
     victim = worker(workdir, postgres_url, name, 2, 150_000)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until the victim is inside its first trial
-        running = [t for t in optuna.load_study(study_name=name, storage=postgres_url).get_trials()
-                   if t.state == TrialState.RUNNING]
+        running = [
+            t
+            for t in optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+            if t.state == TrialState.RUNNING
+        ]
         if running:
             break
         time.sleep(0.5)

@@ -23,8 +23,15 @@ from rlcore.targets import TargetCache
 class BatchedReachEnv:
     """n_envs reach tasks stepped together on one device (float32 throughout)."""
 
-    def __init__(self, params: Params, targets: TargetCache | None, n_envs: int,
-                 device: torch.device | str = "cpu", mode: str = "train", seed: int = 0) -> None:
+    def __init__(
+        self,
+        params: Params,
+        targets: TargetCache | None,
+        n_envs: int,
+        device: torch.device | str = "cpu",
+        mode: str = "train",
+        seed: int = 0,
+    ) -> None:
         self.params = params
         self.cfg = params.env
         self.num_envs = n_envs

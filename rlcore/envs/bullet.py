@@ -44,9 +44,7 @@ def substep_gain(tracking: float, substeps: int) -> float:
     return 1.0 - (1.0 - tracking) ** (1.0 / substeps)
 
 
-def reach_reward(
-    distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh
-) -> Any:
+def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh) -> Any:
     """The shaped reward, written once for floats (math.tanh) and tensors (torch.tanh)."""
     r = cfg.reward
     precision = 1.0 - tanh(distance / r.precision_sigma)
@@ -110,7 +108,8 @@ class ReachEnv(gym.Env):
         options = options or {}
         q = np.clip(
             self.home + self.np_random.uniform(-self.cfg.reset_noise, self.cfg.reset_noise, self.dof),
-            self.arm.lower, self.arm.upper,
+            self.arm.lower,
+            self.arm.upper,
         )
         self.target = self._next_target(options)
         self.arm.set_joints(q)
@@ -129,8 +128,13 @@ class ReachEnv(gym.Env):
         set_motor, robot, gain = self.client.setJointMotorControl2, arm.robot, self.gain
         for k, j in enumerate(arm.joint_ids):
             set_motor(
-                robot, j, p.POSITION_CONTROL, targetPosition=self.q_cmd[k], force=arm.effort[k],
-                maxVelocity=arm.vmax[k], positionGain=gain,
+                robot,
+                j,
+                p.POSITION_CONTROL,
+                targetPosition=self.q_cmd[k],
+                force=arm.effort[k],
+                maxVelocity=arm.vmax[k],
+                positionGain=gain,
             )
         self.client.stepSimulation()
         diff = a - self.prev_action
@@ -149,13 +153,15 @@ class ReachEnv(gym.Env):
         if self._target_body is None:
             self._add_scenery()
         view = self.client.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=(0.25, 0.0, 0.4), distance=1.25, yaw=50, pitch=-25, roll=0,
+            cameraTargetPosition=(0.25, 0.0, 0.4),
+            distance=1.25,
+            yaw=50,
+            pitch=-25,
+            roll=0,
             upAxisIndex=2,
         )
         proj = self.client.computeProjectionMatrixFOV(fov=55, aspect=4 / 3, nearVal=0.05, farVal=5)
-        _, _, rgba, _, _ = self.client.getCameraImage(
-            320, 240, view, proj, renderer=p.ER_TINY_RENDERER
-        )
+        _, _, rgba, _, _ = self.client.getCameraImage(320, 240, view, proj, renderer=p.ER_TINY_RENDERER)
         return np.asarray(rgba, dtype=np.uint8).reshape(240, 320, 4)[:, :, :3]
 
     def close(self) -> None:
@@ -205,9 +211,13 @@ class ReachEnv(gym.Env):
 
     def _add_scenery(self) -> None:
         """Visual-only floor and target sphere (no collision, no cost to the physics)."""
-        floor = self.client.createVisualShape(p.GEOM_BOX, halfExtents=(1.2, 1.2, 0.001), rgbaColor=(0.85, 0.85, 0.88, 1))
+        floor = self.client.createVisualShape(
+            p.GEOM_BOX, halfExtents=(1.2, 1.2, 0.001), rgbaColor=(0.85, 0.85, 0.88, 1)
+        )
         self.client.createMultiBody(baseMass=0, baseVisualShapeIndex=floor, basePosition=(0, 0, -0.001))
         sphere = self.client.createVisualShape(
             p.GEOM_SPHERE, radius=max(self.cfg.success_radius, 0.025), rgbaColor=(0.9, 0.1, 0.1, 0.9)
         )
-        self._target_body = self.client.createMultiBody(baseMass=0, baseVisualShapeIndex=sphere, basePosition=self.target.tolist())
+        self._target_body = self.client.createMultiBody(
+            baseMass=0, baseVisualShapeIndex=sphere, basePosition=self.target.tolist()
+        )

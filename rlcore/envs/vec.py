@@ -54,8 +54,12 @@ def env_factory(
 
 
 def make_vec_env(
-    params: Params, targets: TargetCache | None, n_envs: int, kind: str = "auto",
-    mode: str = "train", seed: int = 0,
+    params: Params,
+    targets: TargetCache | None,
+    n_envs: int,
+    kind: str = "auto",
+    mode: str = "train",
+    seed: int = 0,
 ) -> tuple[VecEnv, str]:
     """Build n_envs PyBullet envs; returns the VecEnv and a note on which kind and why.
 
@@ -122,16 +126,25 @@ class ChunkEnv(gym.Env):
             env.close()
 
 
-def make_chunked_vec_env(params: Params, targets: TargetCache | None, n_envs: int, kind: str = "auto",
-                         mode: str = "train", seed: int = 0, workers: int | None = None) -> tuple[VecEnv, str]:
+def make_chunked_vec_env(
+    params: Params,
+    targets: TargetCache | None,
+    n_envs: int,
+    kind: str = "auto",
+    mode: str = "train",
+    seed: int = 0,
+    workers: int | None = None,
+) -> tuple[VecEnv, str]:
     """n_envs PyBullet envs in chunks: one SubprocVecEnv worker per core ("auto"/"subproc"), or
     one in-process chunk ("dummy"); falls back to in-process with the reason if workers fail."""
     workers = min(n_envs, workers or os.cpu_count() or 1)
     if kind == "dummy" or workers == 1:
         kind, workers = "dummy", 1
     bounds = np.linspace(0, n_envs, workers + 1).astype(int)
-    fns = [partial(ChunkEnv, params, targets, mode, list(range(seed + lo, seed + hi)))
-           for lo, hi in zip(bounds[:-1], bounds[1:])]
+    fns = [
+        partial(ChunkEnv, params, targets, mode, list(range(seed + lo, seed + hi)))
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
     if kind == "dummy":
         return DummyVecEnv([partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))]), "dummy"
     try:
@@ -168,12 +181,22 @@ class BulletVecEnv:
     def step(self, actions: torch.Tensor) -> StepResult:
         a = actions.detach().cpu().numpy().reshape(self.venv.num_envs, -1, self.act_dim)
         obs, _, _, infos = self.venv.step(a)
-        cat = {k: np.concatenate([info[k] for info in infos]) for k in ("rewards", "dones", "final_obs", "success", "distance")}
+        cat = {
+            k: np.concatenate([info[k] for info in infos])
+            for k in ("rewards", "dones", "final_obs", "success", "distance")
+        }
         self._returns += cat["rewards"]
         returns = self._returns.copy()
         self._returns[cat["dones"]] = 0
-        arrays = (obs.reshape(self.num_envs, -1), cat["rewards"], cat["dones"], cat["final_obs"],
-                  cat["success"], cat["distance"], returns)
+        arrays = (
+            obs.reshape(self.num_envs, -1),
+            cat["rewards"],
+            cat["dones"],
+            cat["final_obs"],
+            cat["success"],
+            cat["distance"],
+            returns,
+        )
         return StepResult(*(torch.as_tensor(a, device=self.device) for a in arrays), bool(cat["dones"].any()))
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ class PPO:
         self.model = model
         self.cfg = cfg
         self.optimizer = make_adam(model.parameters(), cfg.learning_rate, caps)
+        self.foreach = caps.foreach
         self.params = list(model.parameters())
 
     def set_learning_rate(self, lr: float) -> None:
@@ -39,21 +40,26 @@ class PPO:
         policy_loss = -surrogate.mean()
         if cfg.clip_value is not None:
             clipped = batch["values"] + (values - batch["values"]).clamp(-cfg.clip_value, cfg.clip_value)
-            value_loss = torch.maximum((values - batch["returns"]).square(), (clipped - batch["returns"]).square()).mean()
+            value_loss = torch.maximum(
+                (values - batch["returns"]).square(), (clipped - batch["returns"]).square()
+            ).mean()
         else:
             value_loss = (values - batch["returns"]).square().mean()
         entropy_mean = entropy.mean()
         loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_mean
         with torch.no_grad():
             parts = {
-                "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                "entropy": entropy_mean.detach(), "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                "policy_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy_mean.detach(),
+                "approx_kl": ((ratio - 1) - log_ratio).mean(),
                 "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean(),
             }
         return loss, parts
 
-    def update(self, storage: RolloutStorage, batch_size: int,
-               generator: torch.Generator | None = None) -> dict[str, float]:
+    def update(
+        self, storage: RolloutStorage, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, float]:
         """Epochs of minibatch updates; returns mean metrics (synced to the host once per epoch)."""
         cfg = self.cfg
         adv = storage.advantages
@@ -70,7 +76,7 @@ class PPO:
                 finite &= torch.isfinite(loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                parts["grad_norm"] = clip_grad_norm(self.params, cfg.max_grad_norm)
+                parts["grad_norm"] = clip_grad_norm(self.params, cfg.max_grad_norm, self.foreach)
                 self.optimizer.step()
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v.detach()

@@ -32,8 +32,15 @@ def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
 class ActorCritic(nn.Module):
     """Separate policy and value networks; Gaussian actions with a learned log-std vector."""
 
-    def __init__(self, obs_dim: int, act_dim: int, actor_hidden: list[int], critic_hidden: list[int],
-                 activation: str = "elu", init_log_std: float = -0.5) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        actor_hidden: list[int],
+        critic_hidden: list[int],
+        activation: str = "elu",
+        init_log_std: float = -0.5,
+    ) -> None:
         super().__init__()
         self.actor = mlp([obs_dim, *actor_hidden, act_dim], activation, 0.01)
         self.critic = mlp([obs_dim, *critic_hidden, 1], activation, 1.0)
@@ -78,14 +85,14 @@ class RunningNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        batch_mean = x.mean(0)
-        batch_var = x.var(0, unbiased=False)
+        batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
         n = float(x.shape[0])
         total = self.count + n
         delta = batch_mean - self.mean
-        self.mean.add_(delta * (n / total))
-        m2 = self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)
-        self.var.copy_(m2 / total)
+        ratio = n / total
+        self.mean.add_(delta * ratio)
+        # parallel Welford: var = (var * count + batch_var * n + delta^2 * count * n / total) / total
+        self.var.mul_(1 - ratio).add_((batch_var + delta.square() * (1 - ratio)) * ratio)
         self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,11 +117,15 @@ class DeterministicPolicy(nn.Module):
 POLICY_FORMAT = 1
 
 
-def policy_bundle(model: ActorCritic, norm: RunningNorm | None, params_dict: dict, algo: str,
-                  obs_dim: int, act_dim: int) -> dict:
+def policy_bundle(
+    model: ActorCritic, norm: RunningNorm | None, params_dict: dict, algo: str, obs_dim: int, act_dim: int
+) -> dict:
     """Everything needed to rebuild the policy (weights, normaliser with its count, config)."""
     return {
-        "format": POLICY_FORMAT, "algo": algo, "obs_dim": obs_dim, "act_dim": act_dim,
+        "format": POLICY_FORMAT,
+        "algo": algo,
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "norm": None if norm is None else {k: v.detach().cpu() for k, v in norm.state_dict().items()},
         "params": params_dict,

@@ -23,8 +23,15 @@ class RolloutStorage:
         self.returns = torch.zeros(n_steps, n_envs, **kw)
         self.step = 0
 
-    def add(self, obs: torch.Tensor, actions: torch.Tensor, log_probs: torch.Tensor, rewards: torch.Tensor,
-            dones: torch.Tensor, values: torch.Tensor) -> None:
+    def add(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        log_probs: torch.Tensor,
+        rewards: torch.Tensor,
+        dones: torch.Tensor,
+        values: torch.Tensor,
+    ) -> None:
         t = self.step
         self.obs[t].copy_(obs)
         self.actions[t].copy_(actions)
@@ -48,16 +55,22 @@ class RolloutStorage:
         self.returns = self.advantages + self.values
         self.step = 0
 
-    def minibatches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    def minibatches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """One epoch of shuffled minibatches of flattened transitions."""
         n = self.n_steps * self.n_envs
         flat = {
-            "obs": self.obs.reshape(n, -1), "actions": self.actions.reshape(n, -1),
-            "log_probs": self.log_probs.reshape(n), "values": self.values.reshape(n),
-            "advantages": self.advantages.reshape(n), "returns": self.returns.reshape(n),
+            "obs": self.obs.reshape(n, -1),
+            "actions": self.actions.reshape(n, -1),
+            "log_probs": self.log_probs.reshape(n),
+            "values": self.values.reshape(n),
+            "advantages": self.advantages.reshape(n),
+            "returns": self.returns.reshape(n),
         }
-        perm = torch.randperm(n, device=self.device if generator is None else generator.device,
-                              generator=generator).to(self.device)
+        perm = torch.randperm(n, device=self.device if generator is None else generator.device, generator=generator).to(
+            self.device
+        )
         for start in range(0, n - batch_size + 1, batch_size):
             idx = perm[start : start + batch_size]
             yield {k: v[idx] for k, v in flat.items()}

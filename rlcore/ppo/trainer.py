@@ -26,8 +26,9 @@ from rlcore.tuning import minibatch_size
 CHECKPOINT = "last.pt"
 
 
-def make_env(params: Params, targets: TargetCache | None, n_envs: int, device: torch.device,
-             seed: int, mode: str = "train") -> Any:
+def make_env(
+    params: Params, targets: TargetCache | None, n_envs: int, device: torch.device, seed: int, mode: str = "train"
+) -> Any:
     """The training env for `env.backend`: the batched twin on `device`, or PyBullet VecEnvs."""
     if params.env.backend == "batched":
         from rlcore.envs.batched import BatchedReachEnv
@@ -42,21 +43,35 @@ def make_env(params: Params, targets: TargetCache | None, n_envs: int, device: t
 class Trainer:
     """PPO on one device against one env; resumable through atomic checkpoints."""
 
-    def __init__(self, params: Params, env: Any, device: torch.device, caps: Capabilities,
-                 checkpoint_dir: str | Path | None = None, n_levels: int = 1) -> None:
+    def __init__(
+        self,
+        params: Params,
+        env: Any,
+        device: torch.device,
+        caps: Capabilities,
+        checkpoint_dir: str | Path | None = None,
+        n_levels: int = 1,
+    ) -> None:
         self.params = params
         self.cfg = params.train
         self.env = env
         self.device = device
         torch.manual_seed(params.seed)
         np.random.seed(params.seed)
-        self.model = ActorCritic(env.obs_dim, env.act_dim, self.cfg.actor_hidden, self.cfg.critic_hidden,
-                                 self.cfg.activation, self.cfg.init_log_std).to(device)
+        self.model = ActorCritic(
+            env.obs_dim,
+            env.act_dim,
+            self.cfg.actor_hidden,
+            self.cfg.critic_hidden,
+            self.cfg.activation,
+            self.cfg.init_log_std,
+        ).to(device)
         self.norm = RunningNorm(env.obs_dim).to(device) if self.cfg.obs_norm else None
         self.ppo = PPO(self.model, self.cfg, caps)
         cur = params.env.curriculum
-        self.curriculum = Curriculum(cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window,
-                                     in_flight=env.num_envs)
+        self.curriculum = Curriculum(
+            cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window, in_flight=env.num_envs
+        )
         if not cur.enabled:
             self.curriculum.level = self.curriculum.max_level
         self.storage = RolloutStorage(self.cfg.n_steps, env.num_envs, env.obs_dim, env.act_dim, device)
@@ -68,8 +83,12 @@ class Trainer:
         self.history: list[dict[str, float]] = []
 
     # -- the loop ------------------------------------------------------------------------------
-    def train(self, on_iteration: Callable[[dict[str, float]], None] | None = None,
-              progress: bool = True, total_steps: int | None = None) -> dict[str, float]:
+    def train(
+        self,
+        on_iteration: Callable[[dict[str, float]], None] | None = None,
+        progress: bool = True,
+        total_steps: int | None = None,
+    ) -> dict[str, float]:
         """Train until `train.total_steps`; returns a summary. Calls on_iteration(row) each update."""
         cfg, env, device = self.cfg, self.env, self.device
         total = total_steps or cfg.total_steps
@@ -95,8 +114,13 @@ class Trainer:
                     if res.any_done:  # time-limit ends: bootstrap from the value of the last obs
                         final_values = self.model.value(self._normalise(res.final_obs.to(device)))
                         reward = reward + cfg.gamma * final_values * done
-                        ended += torch.stack([done.sum(), (res.success.to(device) & done).sum(),
-                                              (res.episode_return.to(device) * done).sum()]).float()
+                        ended += torch.stack(
+                            [
+                                done.sum(),
+                                (res.success.to(device) & done).sum(),
+                                (res.episode_return.to(device) * done).sum(),
+                            ]
+                        ).float()
                     self.storage.add(obs_n, actions, log_probs, reward, done.float(), values)
                     obs = res.obs.to(device)
                 last_values = self.model.value(self._normalise(obs))
@@ -115,11 +139,15 @@ class Trainer:
             self.iteration += 1
             elapsed = time.perf_counter() - start
             row = {
-                "step": self.global_step, "iteration": self.iteration, "wall_s": elapsed,
+                "step": self.global_step,
+                "iteration": self.iteration,
+                "wall_s": elapsed,
                 "fps": (self.global_step - start_step) / max(elapsed, 1e-9),
-                "success_rate": last_success, "episode_return": last_return,
+                "success_rate": last_success,
+                "episode_return": last_return,
                 "curriculum_level": float(self.curriculum.level),
-                "rollout_s": t1 - t0, "update_s": t2 - t1,
+                "rollout_s": t1 - t0,
+                "update_s": t2 - t1,
                 "peak_memory_mb": peak.peak_mb if peak.peak_mb is not None else float("nan"),
                 **metrics,
             }
@@ -128,8 +156,7 @@ class Trainer:
                 on_iteration(row)
             if bar is not None:
                 bar.update(per_iter)
-                bar.set_postfix(fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}",
-                                level=self.curriculum.level)
+                bar.set_postfix(fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}", level=self.curriculum.level)
             if self.checkpoint_dir and self.iteration % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         if bar is not None:
@@ -137,10 +164,15 @@ class Trainer:
         if self.checkpoint_dir:
             self.save_checkpoint()
         wall = time.perf_counter() - start
-        return {"steps": self.global_step, "wall_s": wall,
-                "fps": (self.global_step - start_step) / max(wall, 1e-9),
-                "success_rate": last_success, "episode_return": last_return,
-                "curriculum_level": self.curriculum.level, "iterations": self.iteration}
+        return {
+            "steps": self.global_step,
+            "wall_s": wall,
+            "fps": (self.global_step - start_step) / max(wall, 1e-9),
+            "success_rate": last_success,
+            "episode_return": last_return,
+            "curriculum_level": self.curriculum.level,
+            "iterations": self.iteration,
+        }
 
     def _normalise(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
         if self.norm is None:
@@ -211,13 +243,14 @@ class Trainer:
 
     def policy(self) -> dict[str, Any]:
         """The exportable policy bundle (models/policy.pt)."""
-        return policy_bundle(self.model, self.norm, self.params.model_dump(), "rlcore",
-                             self.env.obs_dim, self.env.act_dim)
+        return policy_bundle(
+            self.model, self.norm, self.params.model_dump(), "rlcore", self.env.obs_dim, self.env.act_dim
+        )
 
 
 def _progress(total: int, initial: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, desc="train",
-                dynamic_ncols=True, mininterval=1.0)
-
+    return tqdm(
+        total=total, initial=initial, unit="step", unit_scale=True, desc="train", dynamic_ncols=True, mininterval=1.0
+    )

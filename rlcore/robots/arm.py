@@ -13,7 +13,10 @@ class BulletArm:
     """One PyBullet client (DIRECT unless `gui`) holding one fixed-base arm."""
 
     def __init__(
-        self, chain: Chain | str, ee_link: str | None = None, self_collision: bool = False,
+        self,
+        chain: Chain | str,
+        ee_link: str | None = None,
+        self_collision: bool = False,
         gui: bool = False,
     ) -> None:
         self.chain = read_chain(chain, ee_link) if isinstance(chain, str) else chain
@@ -21,9 +24,7 @@ class BulletArm:
         flags = p.URDF_ENABLE_CACHED_GRAPHICS_SHAPES
         if self_collision:
             flags |= p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT
-        self.robot = self.client.loadURDF(
-            str(self.chain.urdf_path), useFixedBase=True, flags=flags
-        )
+        self.robot = self.client.loadURDF(str(self.chain.urdf_path), useFixedBase=True, flags=flags)
         index_by_joint, index_by_link = {}, {}
         for i in range(self.client.getNumJoints(self.robot)):
             info = self.client.getJointInfo(self.robot, i)

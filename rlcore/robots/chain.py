@@ -74,8 +74,7 @@ def resolve_urdf(name: str) -> Path:
             return path.resolve()
     bundled = sorted(p.stem for p in BUNDLED_DIR.glob("*.urdf"))
     raise FileNotFoundError(
-        f"robot.urdf = {name!r}: no such bundled robot ({', '.join(bundled)}), "
-        "pybullet_data path or file"
+        f"robot.urdf = {name!r}: no such bundled robot ({', '.join(bundled)}), pybullet_data path or file"
     )
 
 
@@ -104,9 +103,7 @@ def read_chain(urdf: str | Path, ee_link: str | None = None) -> Chain:
                 upper=float(limit.get("upper", math.pi)),
             )
         if limit is not None:
-            kwargs.update(
-                velocity=float(limit.get("velocity", 1.0)), effort=float(limit.get("effort", 100.0))
-            )
+            kwargs.update(velocity=float(limit.get("velocity", 1.0)), effort=float(limit.get("effort", 100.0)))
         joint = Joint(
             name=el.get("name"),
             type="revolute" if jtype == "continuous" else jtype,
