@@ -58,7 +58,7 @@ def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]
     if params.hardware.vram_limit_mb is not None:
         limit = params.hardware.vram_limit_mb
     notes: list[str] = []
-    on_gpu = "cpu" not in (policy_device, env_device) or (batched and env_device != "cpu")
+    on_gpu = policy_device != "cpu" or env_device != "cpu"
     estimate = estimate_memory(params, n_envs)
     if limit is not None and on_gpu and estimate.total_mb > limit:
         fitted_envs, fitted_batch = fit_to_limit(params, n_envs, limit)

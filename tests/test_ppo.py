@@ -128,6 +128,12 @@ def test_checkpoint_roundtrip(tmp_path):
     for (k, v), v2 in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(v, v2), k
     assert torch.equal(a.norm.count, b.norm.count) and a.norm.count.item() > 100
+    # a checkpoint is also a policy file for `evaluate --model`
+    from rlcore.ppo.policy import load_policy
+
+    policy, _ = load_policy(str(tmp_path / "last.pt"))
+    obs = torch.randn(4, b.env.obs_dim)
+    assert torch.allclose(policy(obs), b.model.actor(b.norm(obs)).clamp(-1, 1))
     # other params: the checkpoint is set aside, not loaded
     c = make_trainer(params.model_copy(update={"seed": 5}), tmp_path)
     assert "other params" in c.try_resume() and c.global_step == 0

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from rlcore.config import Params
@@ -118,3 +119,28 @@ def test_learning_on_easy_targets(tmp_path):
     metrics, _ = evaluate(policy, p, cache, 60)
     assert metrics["success_rate_5cm"] >= 0.8, metrics
     assert metrics["success_rate"] >= 0.6, metrics
+
+
+def test_sizes_over_the_vram_limit_stop_or_shrink():
+    from rlcore import runs
+    from rlcore.tuning import estimate_memory
+
+    decision = {
+        "policy_device": "cuda:0",
+        "env_device": "cuda:0",
+        "n_envs_bullet": 16,
+        "n_envs_batched": 65536,
+        "vram_limit_mb": 100.0,
+    }
+    params = Params.model_validate({"robot": {"ee_link": "flange"}})
+    assert estimate_memory(params, 65536).total_mb > 100
+    with pytest.raises(runs.SetupError, match=r"exceeds the VRAM limit 100 MB .*largest that fit: train.n_envs=\d+"):
+        runs.resolve(params, decision)
+    fitted, res = runs.resolve(
+        params.model_copy(update={"train": params.train.model_copy(update={"auto_fit": True})}), decision
+    )
+    assert res.n_envs < 65536 and res.estimate_mb <= 100 and "auto_fit" in res.notes[0]
+    assert fitted.train.n_envs == res.n_envs
+    # the same sizes on the CPU: no VRAM limit applies
+    _, res = runs.resolve(params, {**decision, "policy_device": "cpu", "env_device": "cpu"})
+    assert res.n_envs == 65536

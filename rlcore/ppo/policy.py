@@ -135,6 +135,12 @@ def policy_bundle(
 def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[DeterministicPolicy, dict]:
     """Load models/policy.pt (torch.load with weights_only=True) as a deterministic policy."""
     bundle = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(bundle, dict) and "global_step" in bundle and "model" in bundle:  # a training checkpoint
+        bundle = {
+            "format": POLICY_FORMAT,
+            "algo": "rlcore",
+            **{k: bundle[k] for k in ("obs_dim", "act_dim", "model", "norm", "params")},
+        }
     if not isinstance(bundle, dict) or bundle.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an rlcore policy file (format {POLICY_FORMAT})")
     return policy_from_bundle(bundle, device), bundle

@@ -194,6 +194,9 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "env_rng": gen.get_state() if gen is not None else None,
             "params_hash": self.params.section_hash("robot", "targets", "env", "train", "seed"),
+            "params": self.params.model_dump(),
+            "obs_dim": self.env.obs_dim,
+            "act_dim": self.env.act_dim,
             "extra": self.extra,
             "history": self.history,
         }
