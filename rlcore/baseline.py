@@ -176,12 +176,7 @@ def train_sb3(
     holder = _Holder()
     on_start(holder, "sb3 runs do not resume from checkpoints; starting fresh")
     model = sb3_model(params, venv, res.policy_device)
-    cur = params.env.curriculum
-    curriculum = Curriculum(
-        cur.start_level, min(cur.max_level, targets.n_levels - 1), cur.threshold, cur.window, in_flight=res.n_envs
-    )
-    if not cur.enabled:
-        curriculum.level = curriculum.max_level
+    curriculum = Curriculum.from_config(params.env.curriculum, targets.n_levels, in_flight=res.n_envs)
     venv.env_method("set_level", curriculum.level)
     recorder = _Recorder(on_iteration, params.train.total_steps, progress, curriculum)
     start = time.perf_counter()

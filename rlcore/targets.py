@@ -216,6 +216,14 @@ class Curriculum:
     results are skipped, since those episodes started at the old level.
     """
 
+    @classmethod
+    def from_config(cls, cfg: Any, n_levels: int, in_flight: int = 0) -> Curriculum:
+        """From params' `env.curriculum`, capped at the cache's top level; disabled = top level."""
+        cur = cls(cfg.start_level, min(cfg.max_level, n_levels - 1), cfg.threshold, cfg.window, in_flight)
+        if not cfg.enabled:
+            cur.level = cur.max_level
+        return cur
+
     def __init__(self, start_level: int, max_level: int, threshold: float, window: int, in_flight: int = 0) -> None:
         self.level = min(start_level, max_level)
         self.max_level = max_level

@@ -86,11 +86,7 @@ class ReachEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(dof,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(-10.0, 10.0, shape=(obs_size(dof),), dtype=np.float32)
         self.split = "train" if mode == "train" else "heldout"
-        cur = self.cfg.curriculum
-        top = (targets.n_levels - 1) if targets is not None else 0
-        self.curriculum = Curriculum(cur.start_level, min(cur.max_level, top), cur.threshold, cur.window)
-        if not cur.enabled:
-            self.curriculum.level = self.curriculum.max_level
+        self.curriculum = Curriculum.from_config(self.cfg.curriculum, targets.n_levels if targets else 1)
         self._mid = (self.arm.upper + self.arm.lower) / 2
         self._half = (self.arm.upper - self.arm.lower) / 2
         self._vmax_dt = self.arm.vmax * self.dt

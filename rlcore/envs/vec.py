@@ -68,20 +68,23 @@ def make_vec_env(
     """
     fns = [env_factory(params, targets, mode, seed + i) for i in range(n_envs)]
     if kind == "dummy" or (kind == "auto" and n_envs == 1):
-        venv = DummyVecEnv(fns)
-        note = "dummy"
+        venv, note = DummyVecEnv(fns), "dummy"
     else:
-        try:
-            venv = SubprocVecEnv(fns, start_method="forkserver")
-            note = "subproc"
-        except Exception as err:  # noqa: BLE001 - any start failure means: run in-process
-            if kind == "subproc":
-                raise
-            log.warning("SubprocVecEnv could not start (%s); using DummyVecEnv", err)
-            venv = DummyVecEnv(fns)
-            note = f"dummy (subprocesses failed: {err})"
+        venv, note = _subproc_or_dummy(fns, fns, kind, "subproc")
     venv.seed(seed)
     return venv, note
+
+
+def _subproc_or_dummy(fns: list, in_process: list, kind: str, note: str) -> tuple[VecEnv, str]:
+    """SubprocVecEnv(fns); where processes cannot start, DummyVecEnv(in_process) with the reason
+    (unless kind == "subproc" was asked for explicitly)."""
+    try:
+        return SubprocVecEnv(fns, start_method="forkserver"), note
+    except Exception as err:  # noqa: BLE001 - any start failure means: run in-process
+        if kind == "subproc":
+            raise
+        log.warning("SubprocVecEnv could not start (%s); using DummyVecEnv", err)
+        return DummyVecEnv(in_process), f"dummy (subprocesses failed: {err})"
 
 
 class ChunkEnv(gym.Env):
@@ -145,16 +148,10 @@ def make_chunked_vec_env(
         partial(ChunkEnv, params, targets, mode, list(range(seed + lo, seed + hi)))
         for lo, hi in zip(bounds[:-1], bounds[1:])
     ]
+    in_process = [partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))]
     if kind == "dummy":
-        return DummyVecEnv([partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))]), "dummy"
-    try:
-        return SubprocVecEnv(fns, start_method="forkserver"), f"subproc ({workers} workers)"
-    except Exception as err:  # noqa: BLE001 - any start failure means: run in-process
-        if kind == "subproc":
-            raise
-        log.warning("SubprocVecEnv could not start (%s); using DummyVecEnv", err)
-        venv = DummyVecEnv([partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))])
-        return venv, f"dummy (subprocesses failed: {err})"
+        return DummyVecEnv(in_process), "dummy"
+    return _subproc_or_dummy(fns, in_process, kind, f"subproc ({workers} workers)")
 
 
 class BulletVecEnv:

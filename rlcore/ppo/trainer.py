@@ -68,12 +68,7 @@ class Trainer:
         ).to(device)
         self.norm = RunningNorm(env.obs_dim).to(device) if self.cfg.obs_norm else None
         self.ppo = PPO(self.model, self.cfg, caps)
-        cur = params.env.curriculum
-        self.curriculum = Curriculum(
-            cur.start_level, min(cur.max_level, n_levels - 1), cur.threshold, cur.window, in_flight=env.num_envs
-        )
-        if not cur.enabled:
-            self.curriculum.level = self.curriculum.max_level
+        self.curriculum = Curriculum.from_config(params.env.curriculum, n_levels, in_flight=env.num_envs)
         self.storage = RolloutStorage(self.cfg.n_steps, env.num_envs, env.obs_dim, env.act_dim, device)
         self.batch_size = minibatch_size(params, env.num_envs)
         self.global_step = 0
