@@ -2,6 +2,7 @@
 
 - envs:    raw PyBullet steps/s: one env, and SB3 DummyVecEnv / SubprocVecEnv over n_envs
 - batched: the batched twin's env steps/s and memory per env, on each usable device
+- batched-ppo: end-to-end rlcore PPO steps/s on the batched twin, per device and n_envs
 - ppo:     end-to-end steps/s of rlcore PPO and SB3 PPO on the same PyBullet env and
            hyperparameters, run alternately, with the ratio; and where rlcore's time goes
 All at the training physics of params.yaml. The report stage calls the same functions.
@@ -123,6 +124,31 @@ def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str
     return summary["fps"], split
 
 
+def batched_ppo_table(params: Params, devices: list[str], n_envs_list: list[int], iterations: int = 8) -> list[dict]:
+    """End-to-end rlcore PPO steps/s on the batched twin (rollout + update, the configured
+    network and epochs), per device and n_envs; one warm-up update is excluded."""
+    from rlcore.ppo.trainer import Trainer
+
+    rows = []
+    for spec in devices:
+        device = hw.torch_device(spec)
+        for n in n_envs_list:
+            from rlcore.envs.batched import BatchedReachEnv
+
+            env = BatchedReachEnv(params, None, n, device)
+            trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
+            per_iter = params.train.n_steps * n
+            trainer.train(progress=False, total_steps=per_iter)  # warm-up
+            start_step = trainer.global_step
+            hw.synchronize(device)
+            start = time.perf_counter()
+            trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
+            hw.synchronize(device)
+            fps = (trainer.global_step - start_step) / (time.perf_counter() - start)
+            rows.append({"device": spec, "n_envs": n, "ppo_fps": fps})
+    return rows
+
+
 def _time_split(trainer: Any) -> dict[str, float]:
     """Seconds per rollout step spent in the env, in policy inference, and per-step share of the update."""
     env, model = trainer.env, trainer.model
@@ -205,7 +231,7 @@ def usable_devices() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["envs", "batched", "ppo", "all"])
+    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "all"])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--n-envs", type=int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=int, default=None, help="steps per measurement")
@@ -222,6 +248,10 @@ def main() -> None:
         for r in batched_table(params, usable_devices(), args.n_envs or [256, 4096, 16384]):
             kb = "n/a" if r["memory_per_env_kb"] is None else f"{r['memory_per_env_kb']:.2f}"
             print(f"{r['device']:<10} {r['n_envs']:>7} {r['fps']:>14,.0f} {kb:>8}")
+    if args.what in ("batched-ppo", "all"):
+        print(f"{'device':<10} {'n_envs':>7} {'PPO steps/s':>12}   (end to end: rollout + update)")
+        for r in batched_ppo_table(params, usable_devices(), args.n_envs or [256, 4096, 16384]):
+            print(f"{r['device']:<10} {r['n_envs']:>7} {r['ppo_fps']:>12,.0f}")
     if args.what in ("ppo", "all"):
         n = (args.n_envs or [params.hardware.n_envs_bullet or 16])[0]
         r = compare_ppo(params, n, args.steps or 8192, args.rounds)
