@@ -163,7 +163,7 @@ class TuneConfig(Section):
     eval_episodes: int = Field(1000, ge=10)  # held-out episodes in the batched twin per seed
     vram_limit_mb: float | None = Field(None, gt=0)  # None: the hardware stage's limit
     pruner_startup_trials: int = Field(5, ge=0)
-    pruner_warmup_iterations: int = Field(5, ge=0)
+    pruner_warmup_percent: int = Field(30, ge=0, le=100)  # no pruning before this share of the steps
     heartbeat_interval: int = Field(10, ge=1)  # s; a killed worker's trial is retried after
     grace_period: int = Field(30, ge=2)  # s without a heartbeat
     space: dict[str, SearchDim] = Field(

@@ -66,7 +66,7 @@ def open_study(params: Params, opts: TuneOptions) -> optuna.Study:
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(n_startup_trials=min(10, max(2, opts.trials // 5))),
         pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=t.pruner_startup_trials, n_warmup_steps=t.pruner_warmup_iterations
+            n_startup_trials=t.pruner_startup_trials, n_warmup_steps=t.pruner_warmup_percent
         ),
     )
 
@@ -163,13 +163,19 @@ def make_objective(
                     decision,
                 )
 
-                def on_iteration(row: dict, s: int = s) -> None:
+                reported: set[int] = set()
+
+                def on_iteration(row: dict, s: int = s, reported: set[int] = reported) -> None:
                     tracking.log_row(client, run_id, row, int(row["step"]))
-                    if s > 0 or math.isnan(row["success_rate"]):
+                    # report on a common grid, percent of the step budget, so trials with other
+                    # n_envs (other steps per update) are compared at the same progress
+                    percent = min(100, int(100 * row["step"] / opts.steps_per_trial))
+                    if s > 0 or math.isnan(row["success_rate"]) or percent in reported:
                         return
-                    trial.report(row["success_rate"], int(row["iteration"]))
+                    reported.add(percent)
+                    trial.report(row["success_rate"], percent)
                     if trial.should_prune():
-                        raise prune(f"median pruner at update {int(row['iteration'])}")
+                        raise prune(f"median pruner at {percent}% of the steps")
 
                 _, bundle = train_fn(seed_params, res, targets, None, lambda *_: None, on_iteration, progress=False)
                 policy = policy_from_bundle(bundle, "cpu")

@@ -54,7 +54,7 @@ def main(args, params) -> None:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"\n{'trial':>5} {'state':<9} {'success':>8}  params / reason")
     for row in summary["trials"]:
-        value = "" if row["value"] is None else f"{row['value']:.3f}"
+        value = f"{row['value']:.3f}" if row["state"] == "COMPLETE" else ""
         detail = row["reason"] or ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items()
         )
