@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 
 from rlcore import hardware as hw
 from rlcore.config import HardwareConfig
+from tests.helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,27 +153,18 @@ def test_clip_grad_norm_matches_torch():
         assert torch.allclose(p.grad, q.grad, atol=1e-6)
 
 
+def hardware_stage(out, *overrides: str):
+    args = ["--params", str(ROOT / "params.yaml"), "--out", str(out)]
+    for o in overrides:
+        args += ["--set", o]
+    return run([sys.executable, str(ROOT / "stages" / "hardware.py"), *args], ROOT, check=False)
+
+
 def test_hardware_json_is_byte_identical_across_runs(tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"run{i}" / "hardware.json"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "stages" / "hardware.py"),
-                "--params",
-                str(ROOT / "params.yaml"),
-                "--out",
-                str(out),
-                "--set",
-                "hardware.n_envs_batched=256",
-                "--set",
-                "train.minibatch_size=256",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
+        proc = hardware_stage(out, "hardware.n_envs_batched=256", "train.minibatch_size=256")
         assert proc.returncode == 0, proc.stderr
         outs.append(out.read_bytes())
         assert json.loads(out.with_name("hardware_timings.json").read_text())["timings"]["cpu"]["update_s"] > 0
@@ -184,20 +175,6 @@ def test_hardware_json_is_byte_identical_across_runs(tmp_path):
 
 
 def test_explicit_unusable_device_stage_error(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "stages" / "hardware.py"),
-            "--params",
-            str(ROOT / "params.yaml"),
-            "--out",
-            str(tmp_path / "hw.json"),
-            "--set",
-            "hardware.device=directml",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = hardware_stage(tmp_path / "hw.json", "hardware.device=directml")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "hardware.device = 'directml' is not usable: torch_directml not importable" in proc.stderr
