@@ -186,6 +186,12 @@ class Params(Section):
     report: ReportConfig = ReportConfig()
     tune: TuneConfig = TuneConfig()
 
+    @model_validator(mode="after")
+    def _sb3_runs_on_pybullet(self) -> Params:
+        if self.train.algo == "sb3" and self.env.backend != "bullet":
+            raise ValueError("train.algo = 'sb3' needs env.backend = 'bullet' (SB3 has no batched backend)")
+        return self
+
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. {"env.success_radius": 0.02}, for logging."""
         return _flatten(self.model_dump())

@@ -115,7 +115,12 @@ def train_rlcore(
         trainer = Trainer(params, env, policy_device, hw.capabilities(policy_device), checkpoint_dir, targets.n_levels)
         note = trainer.try_resume()
         on_start(trainer, note)
-        summary = trainer.train(on_iteration, progress=progress)
+        try:
+            summary = trainer.train(on_iteration, progress=progress)
+        except KeyboardInterrupt:  # Ctrl-C: keep everything up to the last finished update
+            if checkpoint_dir is not None and trainer.iteration > 0:
+                trainer.save_checkpoint()
+            raise
         summary["history"] = trainer.history
         return summary, trainer.policy()
     finally:

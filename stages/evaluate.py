@@ -8,6 +8,7 @@ that `train` opened. Outside the DAG: --model PATH evaluates any checkpoint, --e
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def main(args, params) -> None:
     except TargetCacheError as err:
         raise StageError(str(err)) from None
     episodes = args.episodes or params.eval.episodes
+    if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        # PyBullet's GUI exits the process when it cannot reach an X server: check first
+        raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
     metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)

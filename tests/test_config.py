@@ -46,6 +46,7 @@ def test_overrides_with_dotted_keys(tmp_path):
         (["env.control_hz=7"], "multiple of control_hz"),
         (["env=3"], "env = 3"),
         (["seed"], "expected KEY=VALUE"),
+        (["train.algo=sb3", "env.backend=batched"], "train.algo = 'sb3' needs env.backend = 'bullet'"),
     ],
 )
 def test_bad_values_name_key_and_value(overrides, expected):
