@@ -144,3 +144,35 @@ def test_sizes_over_the_vram_limit_stop_or_shrink():
     # the same sizes on the CPU: no VRAM limit applies
     _, res = runs.resolve(params, {**decision, "policy_device": "cpu", "env_device": "cpu"})
     assert res.n_envs == 65536
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
+    params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 2_000_000, "checkpoint_every": 1000}}
+    root = copy_repo(tmp_path, params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (root / "mlflow.db").exists():
+        time.sleep(0.2)
+    time.sleep(8)  # well into training; no periodic checkpoint yet (checkpoint_every=1000)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    state = torch.load(root / "checkpoints" / "last.pt", weights_only=True)
+    assert state["global_step"] > 0
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    tracking.setup(root)
+    assert MlflowClient().get_run(state["extra"]["run_id"]).info.status == "KILLED"
