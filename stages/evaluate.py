@@ -2,7 +2,8 @@
 
 Writes out/eval.json, out/eval_episodes.csv and out/eval.gif, and logs them into the MLflow run
 that `train` opened. Outside the DAG: --model PATH evaluates any checkpoint, --episodes N,
---gui opens a live PyBullet window (demo mode).
+--gui opens a live PyBullet window (demo mode); such ad-hoc runs write under out/adhoc/ and log
+nothing to MLflow.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main(args, params) -> None:
         # PyBullet's GUI exits the process when it cannot reach an X server: check first
         raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
     metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
+    # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
+    # pipeline's outputs and its MLflow run alone
+    adhoc = bool(args.model or args.episodes or args.gui)
+    base = "out/adhoc" if adhoc else "out"
+    args.out = args.out or f"{base}/eval.json"
+    args.episodes_csv = args.episodes_csv or f"{base}/eval_episodes.csv"
+    args.gif = args.gif or f"{base}/eval.gif"
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -54,7 +62,7 @@ def main(args, params) -> None:
     for key, value in metrics.items():
         print(f"  {key:<26} {value if not isinstance(value, float) else round(value, 4)}")
     train_json = root / "out" / "train.json"
-    if args.model is None and train_json.is_file():
+    if not adhoc and train_json.is_file():
         run_id = json.loads(train_json.read_text()).get("run_id")
         if run_id:
             from mlflow.tracking import MlflowClient
@@ -77,7 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
     parser.add_argument("--episodes", type=int, default=None, help="episodes (default eval.episodes)")
     parser.add_argument("--gui", action="store_true", help="show a live PyBullet window")
-    parser.add_argument("--out", default="out/eval.json")
-    parser.add_argument("--episodes-csv", default="out/eval_episodes.csv")
-    parser.add_argument("--gif", default="out/eval.gif")
+    parser.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
+    parser.add_argument("--episodes-csv", default=None)
+    parser.add_argument("--gif", default=None)
     run_stage(main, parser.parse_args())
