@@ -61,11 +61,31 @@ def copy_repo(dest: Path, params: dict | None = None, git: bool = True) -> Path:
     return dest
 
 
-def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+def child_env() -> dict[str, str]:
+    """The environment for a stage in a repo copy: unbuffered, the copy's own MLflow store."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return env
+
+
+def start_stage(name: str, cwd: Path, *args: str, stdout: int | None = subprocess.DEVNULL) -> subprocess.Popen:
+    """A stage started in the background (to be killed or interrupted by the test): the copy's
+    own script where cwd is a repo copy, else this repo's."""
+    script = cwd / "stages" / f"{name}.py"
+    script = script if script.is_file() else ROOT / "stages" / f"{name}.py"
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        env=child_env(),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=child_env())
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

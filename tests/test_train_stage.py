@@ -4,10 +4,8 @@ baseline exported in rlcore's format, and a learning test that really trains."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import torch
 
 from rlcore.config import Params
-from tests.helpers import TINY_PARAMS, copy_repo, stage
+from tests.helpers import TINY_PARAMS, copy_repo, stage, start_stage
 
 
 def test_resume_after_kill(tmp_path):
@@ -23,11 +21,7 @@ def test_resume_after_kill(tmp_path):
     root = copy_repo(tmp_path, params, git=False)
     stage("targets", root)
     stage("hardware", root)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train.py"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = start_stage("train", root)
     ckpt = root / "checkpoints" / "last.pt"
     deadline = time.time() + 180
     state = None
@@ -151,16 +145,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
     root = copy_repo(tmp_path, params, git=False)
     stage("targets", root)
     stage("hardware", root)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train.py"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_stage("train", root, stdout=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not (root / "mlflow.db").exists():
         time.sleep(0.2)

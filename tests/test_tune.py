@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from rlcore.config import load_params
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
 from rlcore.study import TuneOptions, run_worker
 from rlcore.targets import build_cache
+from tests.helpers import start_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 DECISION = {
@@ -152,28 +152,8 @@ def test_resume_keeps_finished_trials_and_mlflow_nesting(workdir):
 
 
 def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "stages" / "tune.py"),
-            "--trials",
-            str(trials),
-            "--study-name",
-            name,
-            "--storage",
-            storage,
-            "--steps-per-trial",
-            str(steps),
-            "--no-progress",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    args = ["--trials", str(trials), "--study-name", name, "--storage", storage, "--steps-per-trial", str(steps)]
+    return start_stage("tune", workdir, *args, "--no-progress", stdout=subprocess.PIPE)
 
 
 @pytest.fixture(scope="module")
