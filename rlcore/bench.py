@@ -151,13 +151,13 @@ def batched_ppo_table(params: Params, devices: list[str], n_envs_list: list[int]
 
 def _time_split(trainer: Any) -> dict[str, float]:
     """Seconds per rollout step spent in the env, in policy inference, and per-step share of the update."""
-    env, model = trainer.env, trainer.model
+    env = trainer.env
     obs = env.reset()
     t_env = t_inf = 0.0
     n = trainer.cfg.n_steps
     for _ in range(n):
         t0 = time.perf_counter()
-        actions = model.act(trainer._normalise(obs, update=True))[0]
+        actions = trainer.ppo.act(trainer._normalise(obs, update=True))[0]
         t1 = time.perf_counter()
         obs = env.step(actions).obs
         t2 = time.perf_counter()

@@ -176,11 +176,11 @@ def test_directml_readiness_audit():
     obs = env.reset()
     with OpRecorder() as step_ops:
         obs_n = trainer._normalise(obs, update=True)
-        actions, log_probs, values = model.act(obs_n)
+        actions, log_probs, values = trainer.ppo.act(obs_n)
         res = env.step(actions)
         trainer.storage.add(obs_n, actions, log_probs, res.reward, res.done.float(), values)
     for _ in range(params.train.n_steps - 1):
-        res = env.step(model.act(trainer._normalise(res.obs))[0])
+        res = env.step(trainer.ppo.act(trainer._normalise(res.obs))[0])
         trainer.storage.add(obs_n, actions, log_probs, res.reward, res.done.float(), values)
     with OpRecorder() as update_ops:
         trainer.storage.compute_gae(model.value(trainer._normalise(res.obs)), 0.99, 0.95)
@@ -191,3 +191,52 @@ def test_directml_readiness_audit():
         assert not rec.float64, f"float64 tensors from: {sorted(set(rec.float64))}"
     assert "aten._local_scalar_dense.default" not in step_ops.ops  # no device->host sync per step
     assert len(update_ops.ops) > 50  # the audit saw the update
+
+
+@pytest.mark.parametrize("activation", ["elu", "tanh", "relu", "silu"])
+@pytest.mark.parametrize("clip_value", [None, 0.1])
+def test_fused_gradient_matches_autograd(activation, clip_value):
+    """The hand-written backward of FusedActorCritic gives autograd's gradient of PPO.loss."""
+    torch.manual_seed(0)
+    params = tiny_params(clip_value=clip_value, entropy_coef=0.01, value_coef=0.7, clip_range=0.1)
+    model = ActorCritic(5, 3, [16, 8], [16, 8], activation, init_log_std=-0.4)
+    ppo = PPO(model, params.train, DML_CAPS)
+    assert ppo.fused is not None
+    n = 40
+    batch = {
+        "obs": torch.randn(n, 5),
+        "actions": torch.randn(n, 3),
+        "log_probs": torch.randn(n) - 3,  # ratios on both sides of the clip range
+        "values": torch.randn(n),
+        "advantages": torch.randn(n),
+        "returns": torch.randn(n),
+    }
+    loss, parts = ppo.loss(batch)
+    ppo.flat.zero_grad()
+    loss.backward()
+    reference = ppo.flat.grad.clone()
+    assert reference.abs().min() < reference.abs().max()  # a real gradient
+    ppo.flat.grad.fill_(123.0)  # every element must be overwritten
+    stats = ppo.fused.loss_and_grad(batch)
+    assert torch.allclose(ppo.flat.grad, reference, atol=1e-6, rtol=1e-5)
+    expected = torch.stack([parts[k] for k in ("policy_loss", "value_loss", "approx_kl", "clip_fraction")])
+    assert torch.allclose(stats, expected, atol=1e-6)
+    # the fused forward is the model's forward
+    mean, values, _ = ppo.fused.forward(batch["obs"])
+    assert torch.allclose(mean, model.actor(batch["obs"]), atol=1e-6)
+    assert torch.allclose(values, model.critic(batch["obs"]).squeeze(-1), atol=1e-6)
+
+
+def test_flat_parameters_are_views_and_unequal_widths_use_autograd():
+    model = ActorCritic(4, 2, [8], [6])
+    ppo = PPO(model, tiny_params().train, DML_CAPS)
+    assert ppo.fused is None  # actor and critic widths differ: the autograd path
+    with torch.no_grad():
+        ppo.flat.param.zero_()
+    assert all(p.abs().sum() == 0 for p in model.parameters())  # parameters live in the flat buffer
+    assert all(p.grad.data_ptr() >= ppo.flat.grad.data_ptr() for p in model.parameters())
+    batch = {k: torch.randn(6, 4 if k == "obs" else 2) for k in ("obs", "actions")}
+    batch.update({k: torch.randn(6) for k in ("log_probs", "values", "advantages", "returns")})
+    loss, _ = ppo.loss(batch)
+    loss.backward()
+    assert ppo.flat.grad.abs().sum() > 0  # autograd accumulated into the flat gradient

@@ -90,6 +90,14 @@ class ReachEnv(gym.Env):
         self._mid = (self.arm.upper + self.arm.lower) / 2
         self._half = (self.arm.upper - self.arm.lower) / 2
         self._vmax_dt = self.arm.vmax * self.dt
+        self._state_offset = np.stack([self._mid, np.zeros(dof)])
+        self._state_scale = 1.0 / np.stack([self._half, self.arm.vmax])
+        # the hot path's PyBullet calls, bound once (BulletClient builds a partial per lookup)
+        self._motor = self.client.setJointMotorControl2
+        self._motors = list(zip(self.arm.joint_ids, self.arm.effort.tolist(), self.arm.vmax.tolist()))
+        self._step_simulation = self.client.stepSimulation
+        self._joint_states = self.client.getJointStates
+        self._link_state = self.client.getLinkState
         self._obs = np.zeros(obs_size(dof), dtype=np.float32)
         self.q_cmd = self.home.copy()
         self.prev_action = np.zeros(dof, dtype=np.float32)
@@ -121,18 +129,10 @@ class ReachEnv(gym.Env):
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float32), -1.0), 1.0)
         arm = self.arm
         self.q_cmd = np.minimum(np.maximum(self.q_cmd + a * self._vmax_dt, arm.lower), arm.upper)
-        set_motor, robot, gain = self.client.setJointMotorControl2, arm.robot, self.gain
-        for k, j in enumerate(arm.joint_ids):
-            set_motor(
-                robot,
-                j,
-                p.POSITION_CONTROL,
-                targetPosition=self.q_cmd[k],
-                force=arm.effort[k],
-                maxVelocity=arm.vmax[k],
-                positionGain=gain,
-            )
-        self.client.stepSimulation()
+        motor, robot, mode, gain = self._motor, arm.robot, p.POSITION_CONTROL, self.gain
+        for (j, force, vmax), target in zip(self._motors, self.q_cmd.tolist()):
+            motor(robot, j, mode, targetPosition=target, force=force, maxVelocity=vmax, positionGain=gain)
+        self._step_simulation()
         diff = a - self.prev_action
         delta_sq = float(diff @ diff)
         self.prev_action = a
@@ -191,13 +191,11 @@ class ReachEnv(gym.Env):
         return np.array(out)
 
     def _observe(self) -> tuple[np.ndarray, float]:
-        states = self.client.getJointStates(self.arm.robot, self.arm.joint_ids)
-        q, qd = np.array([s[:2] for s in states]).T
-        ee = self.client.getLinkState(self.arm.robot, self.arm.ee_id, computeForwardKinematics=True)[4]
-        obs = self._obs
-        d = self.dof
-        obs[:d] = (q - self._mid) / self._half
-        obs[d : 2 * d] = qd / self.arm.vmax
+        states = self._joint_states(self.arm.robot, self.arm.joint_ids)
+        ee = self._link_state(self.arm.robot, self.arm.ee_id, computeForwardKinematics=True)[4]
+        obs, d = self._obs, self.dof
+        # joint positions and velocities in one go: (q - mid) / half, qd / vmax
+        obs[: 2 * d] = ((np.array([s[:2] for s in states]).T - self._state_offset) * self._state_scale).ravel()
         obs[2 * d : 2 * d + 3] = ee
         obs[2 * d + 3 : 2 * d + 6] = self.target
         delta = obs[2 * d + 6 : 2 * d + 9]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 
 from rlcore.config import TrainConfig
-from rlcore.hardware import Capabilities, clip_grad_norm, make_adam
+from rlcore.hardware import Capabilities, make_adam
+from rlcore.ppo.flat import FlatParameters
+from rlcore.ppo.fused import FusedActorCritic
 from rlcore.ppo.policy import ActorCritic
 from rlcore.ppo.storage import RolloutStorage
 
@@ -15,15 +17,27 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or inf: training stops and keeps the last good checkpoint."""
 
 
+STATS = ("policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm")
+
+
 class PPO:
-    """Owns the optimizer and turns a filled RolloutStorage into one policy update."""
+    """Owns the optimizer and turns a filled RolloutStorage into one policy update.
+
+    The parameters live in one flat buffer (FlatParameters), so zeroing, clipping and the Adam
+    step cost a few kernels per minibatch; where the actor and critic have equal widths, the loss
+    gradient comes from FusedActorCritic (by hand, checked against this class's autograd loss).
+    Per-minibatch statistics are stacked into one tensor and read back once per epoch."""
 
     def __init__(self, model: ActorCritic, cfg: TrainConfig, caps: Capabilities) -> None:
         self.model = model
         self.cfg = cfg
-        self.optimizer = make_adam(model.parameters(), cfg.learning_rate, caps)
-        self.foreach = caps.foreach
-        self.params = list(model.parameters())
+        self.flat = FlatParameters(model, model.flat_order())
+        self.fused = FusedActorCritic(model, self.flat, cfg) if FusedActorCritic.supports(model) else None
+        self.optimizer = make_adam([self.flat.param], cfg.learning_rate, caps)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sampled actions, their log-probs and values for normalised observations."""
+        return self.fused.act(obs) if self.fused is not None else self.model.act(obs)
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -31,8 +45,16 @@ class PPO:
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The PPO loss on one minibatch (advantages already normalised), with its parts."""
+        loss, stats = self._loss(batch)
+        parts = dict(zip(STATS[:-1], stats.unbind()))
+        parts["entropy"] = self.model.entropy().detach()
+        return loss, parts
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, stacked statistics without grad_norm). The entropy of a state-independent
+        Gaussian is the same for every sample: one term, only when it has a weight."""
         cfg = self.cfg
-        log_probs, entropy, values = self.model.evaluate(batch["obs"], batch["actions"])
+        log_probs, values = self.model.log_prob_and_value(batch["obs"], batch["actions"])
         log_ratio = log_probs - batch["log_probs"]
         ratio = torch.exp(log_ratio)
         adv = batch["advantages"]
@@ -45,49 +67,51 @@ class PPO:
             ).mean()
         else:
             value_loss = (values - batch["returns"]).square().mean()
-        entropy_mean = entropy.mean()
-        loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_mean
+        loss = policy_loss + cfg.value_coef * value_loss
+        if cfg.entropy_coef:
+            loss = loss - cfg.entropy_coef * self.model.entropy()
         with torch.no_grad():
-            parts = {
-                "policy_loss": policy_loss.detach(),
-                "value_loss": value_loss.detach(),
-                "entropy": entropy_mean.detach(),
-                "approx_kl": ((ratio - 1) - log_ratio).mean(),
-                "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean(),
-            }
-        return loss, parts
+            stats = torch.stack(
+                [
+                    policy_loss,
+                    value_loss,
+                    ((ratio - 1) - log_ratio).mean(),  # approx KL
+                    ((ratio - 1).abs() > cfg.clip_range).float().mean(),  # clip fraction
+                ]
+            )
+        return loss, stats
 
     def update(
         self, storage: RolloutStorage, batch_size: int, generator: torch.Generator | None = None
     ) -> dict[str, float]:
         """Epochs of minibatch updates; returns mean metrics (synced to the host once per epoch)."""
         cfg = self.cfg
-        adv = storage.advantages
-        storage.advantages = (adv - adv.mean()) / (adv.std() + 1e-8)
-        sums: dict[str, torch.Tensor] = {}
+        storage.normalise_advantages()
+        totals = torch.zeros(len(STATS), device=storage.device)
         count = 0
         epochs_done = 0
         for _ in range(cfg.epochs):
-            epoch_kl = torch.zeros((), device=storage.device)
+            epoch = torch.zeros(len(STATS), device=storage.device)
             epoch_n = 0
-            finite = torch.ones((), dtype=torch.bool, device=storage.device)
             for batch in storage.minibatches(batch_size, generator):
-                loss, parts = self.loss(batch)
-                finite &= torch.isfinite(loss)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                parts["grad_norm"] = clip_grad_norm(self.params, cfg.max_grad_norm, self.foreach)
+                if self.fused is not None:  # hand-written gradient of the same loss
+                    stats = self.fused.loss_and_grad(batch)
+                else:
+                    loss, stats = self._loss(batch)
+                    self.flat.zero_grad()
+                    loss.backward()
+                grad_norm = self.flat.clip_grad_norm(cfg.max_grad_norm)
                 self.optimizer.step()
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v.detach()
-                epoch_kl += parts["approx_kl"]
+                epoch += torch.cat([stats, grad_norm.detach().reshape(1)])
                 epoch_n += 1
-                count += 1
+            totals += epoch
+            count += epoch_n
             epochs_done += 1
-            # the one host sync per epoch: NaN check and the target-KL early stop
-            kl, ok = torch.stack([epoch_kl / max(epoch_n, 1), finite.float()]).cpu().tolist()
-            if ok < 1:
+            # the one host sync per epoch: NaN check (a NaN loss makes its sum NaN) and the KL rule
+            means = (epoch / max(epoch_n, 1)).cpu()
+            if not bool(torch.isfinite(means[:2]).all()):
                 raise NonFiniteLossError("a PPO loss became NaN or inf; lower train.learning_rate or check the env")
+            kl = float(means[STATS.index("approx_kl")])
             if cfg.target_kl is None:
                 continue
             if cfg.lr_schedule == "adaptive":  # rsl_rl's rule: keep the KL per epoch near target_kl
@@ -98,13 +122,12 @@ class PPO:
                     self.set_learning_rate(min(lr * 1.5, 1e-2))
             elif kl > 1.5 * cfg.target_kl:
                 break
-        keys = list(sums)
-        values = torch.stack([sums[k] for k in keys]).cpu().tolist() if keys else []
-        metrics = {k: v / max(count, 1) for k, v in zip(keys, values)}
-        metrics["epochs"] = float(epochs_done)
-        metrics["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         with torch.no_grad():
             var = storage.returns.var()
             ev = 1 - (storage.returns - storage.values).var() / (var + 1e-8)
-        metrics["explained_variance"] = float(ev.cpu())
+            summary = torch.cat([totals / max(count, 1), self.model.entropy().reshape(1), ev.reshape(1)])
+        values = summary.cpu().tolist()
+        metrics = dict(zip((*STATS, "entropy", "explained_variance"), values))
+        metrics["epochs"] = float(epochs_done)
+        metrics["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
         return metrics

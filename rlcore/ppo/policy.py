@@ -42,9 +42,23 @@ class ActorCritic(nn.Module):
         init_log_std: float = -0.5,
     ) -> None:
         super().__init__()
+        self.activation = activation
         self.actor = mlp([obs_dim, *actor_hidden, act_dim], activation, 0.01)
         self.critic = mlp([obs_dim, *critic_hidden, 1], activation, 1.0)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def flat_order(self) -> list[nn.Parameter]:
+        """Parameters with each hidden actor layer beside its critic twin (weights, then biases):
+        the flat layout in which equal-width layers read as one stacked (2, out, in) tensor."""
+        a = [m for m in self.actor if isinstance(m, nn.Linear)]
+        c = [m for m in self.critic if isinstance(m, nn.Linear)]
+        paired = min(len(a), len(c)) - 1
+        order: list[nn.Parameter] = []
+        for la, lc in zip(a[:paired], c[:paired]):
+            order += [la.weight, lc.weight, la.bias, lc.bias]
+        for layer in a[paired:] + c[paired:]:
+            order += [layer.weight, layer.bias]
+        return [*order, self.log_std]
 
     def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         z = (actions - mean) * torch.exp(-self.log_std)
@@ -66,6 +80,10 @@ class ActorCritic(nn.Module):
         entropy = self.entropy().expand(obs.shape[0])
         return self.log_prob(mean, actions), entropy, self.critic(obs).squeeze(-1)
 
+    def log_prob_and_value(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log_probs, values) for the update, with grad."""
+        return self.log_prob(self.actor(obs), actions), self.critic(obs).squeeze(-1)
+
     @torch.no_grad()
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
@@ -73,7 +91,8 @@ class ActorCritic(nn.Module):
 
 class RunningNorm(nn.Module):
     """Running mean/variance of observations (parallel Welford), kept on the device and saved
-    in the state dict with its count."""
+    in the state dict with its count. The count is a sum of batch sizes, so a host copy of it
+    gives the update's weights without a device read (7 kernels per update)."""
 
     def __init__(self, size: int, clip: float = 10.0, eps: float = 1e-8) -> None:
         super().__init__()
@@ -82,18 +101,24 @@ class RunningNorm(nn.Module):
         self.register_buffer("count", torch.tensor(1e-4))
         self.clip = clip
         self.eps = eps
+        self._host_count = float(self.count)
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[arg-type]
+        self._host_count = float(self.count)  # one read per load, none per update
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
         n = float(x.shape[0])
-        total = self.count + n
-        delta = batch_mean - self.mean
+        total = self._host_count + n
         ratio = n / total
-        self.mean.add_(delta * ratio)
+        delta = batch_mean - self.mean
+        self.mean.add_(delta, alpha=ratio)
         # parallel Welford: var = (var * count + batch_var * n + delta^2 * count * n / total) / total
-        self.var.mul_(1 - ratio).add_((batch_var + delta.square() * (1 - ratio)) * ratio)
-        self.count.copy_(total)
+        self.var.mul_(1 - ratio).add_(torch.addcmul(batch_var, delta, delta, value=1 - ratio), alpha=ratio)
+        self.count.fill_(total)
+        self._host_count = total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)

@@ -1,4 +1,8 @@
-"""Rollout storage preallocated on the device, with GAE vectorised across envs."""
+"""Rollout storage preallocated on the device, with GAE vectorised across envs.
+
+Every per-transition field is a column block of one (n_steps, n_envs, width) tensor, so an epoch's
+shuffle is a single gather and a minibatch is a slice: no per-field indexing kernels.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,26 @@ from collections.abc import Iterator
 
 import torch
 
+SCALARS = ("log_probs", "values", "advantages", "returns", "rewards", "dones")
+BATCH_FIELDS = ("obs", "actions", "log_probs", "values", "advantages", "returns")
+
 
 class RolloutStorage:
     """n_steps x n_envs transitions; observations are stored already normalised."""
 
     def __init__(self, n_steps: int, n_envs: int, obs_dim: int, act_dim: int, device: torch.device) -> None:
-        kw = {"device": device, "dtype": torch.float32}
         self.n_steps, self.n_envs, self.device = n_steps, n_envs, device
-        self.obs = torch.zeros(n_steps, n_envs, obs_dim, **kw)
-        self.actions = torch.zeros(n_steps, n_envs, act_dim, **kw)
-        self.log_probs = torch.zeros(n_steps, n_envs, **kw)
-        self.rewards = torch.zeros(n_steps, n_envs, **kw)
-        self.dones = torch.zeros(n_steps, n_envs, **kw)
-        self.values = torch.zeros(n_steps, n_envs, **kw)
-        self.advantages = torch.zeros(n_steps, n_envs, **kw)
-        self.returns = torch.zeros(n_steps, n_envs, **kw)
+        widths = {"obs": obs_dim, "actions": act_dim, **{k: 1 for k in SCALARS}}
+        self.columns: dict[str, slice] = {}
+        start = 0
+        for name, width in widths.items():
+            self.columns[name] = slice(start, start + width)
+            start += width
+        self.data = torch.zeros(n_steps, n_envs, start, device=device, dtype=torch.float32)
+        self.obs = self.data[..., self.columns["obs"]]
+        self.actions = self.data[..., self.columns["actions"]]
+        for name in SCALARS:
+            setattr(self, name, self.data[..., self.columns[name].start])
         self.step = 0
 
     def add(
@@ -52,25 +61,21 @@ class RolloutStorage:
             advantage = delta + gamma * lam * not_done * advantage
             self.advantages[t] = advantage
             next_values = self.values[t]
-        self.returns = self.advantages + self.values
+        self.returns.copy_(self.advantages + self.values)
         self.step = 0
+
+    def normalise_advantages(self) -> None:
+        """Zero mean, unit standard deviation over the whole rollout (in place)."""
+        adv = self.advantages
+        adv.copy_((adv - adv.mean()) / (adv.std() + 1e-8))
 
     def minibatches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """One epoch of shuffled minibatches of flattened transitions."""
+        """One epoch of shuffled minibatches of flattened transitions (fields as views)."""
         n = self.n_steps * self.n_envs
-        flat = {
-            "obs": self.obs.reshape(n, -1),
-            "actions": self.actions.reshape(n, -1),
-            "log_probs": self.log_probs.reshape(n),
-            "values": self.values.reshape(n),
-            "advantages": self.advantages.reshape(n),
-            "returns": self.returns.reshape(n),
-        }
-        perm = torch.randperm(n, device=self.device if generator is None else generator.device, generator=generator).to(
-            self.device
-        )
+        perm = torch.randperm(n, device=self.device if generator is None else generator.device, generator=generator)
+        shuffled = self.data.reshape(n, -1)[perm.to(self.device)]
         for start in range(0, n - batch_size + 1, batch_size):
-            idx = perm[start : start + batch_size]
-            yield {k: v[idx] for k, v in flat.items()}
+            rows = shuffled[start : start + batch_size]
+            yield {k: rows[:, self.columns[k].start if k in SCALARS else self.columns[k]] for k in BATCH_FIELDS}

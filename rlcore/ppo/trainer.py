@@ -103,7 +103,7 @@ class Trainer:
                 ended = torch.zeros(3, device=device)  # episodes, successes, summed returns
                 for _ in range(cfg.n_steps):
                     obs_n = self._normalise(obs, update=True)
-                    actions, log_probs, values = self.model.act(obs_n)
+                    actions, log_probs, values = self.ppo.act(obs_n)
                     res = env.step(actions.to(env.device) if env.device != device else actions)
                     reward, done = res.reward.to(device), res.done.to(device)
                     if res.any_done:  # time-limit ends: bootstrap from the value of the last obs
