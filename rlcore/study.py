@@ -235,7 +235,7 @@ def run_worker(
         c = counts(study)
         if bar is not None:
             bar.n = min(c["finished"], opts.trials)
-            bar.set_postfix(pruned=c["pruned"], running=c["active"])
+            bar.set_postfix(pruned=c["pruned"], running=c["active"], refresh=False)
             bar.refresh()
         if c["finished"] >= opts.trials or (deadline is not None and time.monotonic() > deadline):
             break

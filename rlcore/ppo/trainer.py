@@ -150,8 +150,11 @@ class Trainer:
             if on_iteration:
                 on_iteration(row)
             if bar is not None:
+                # postfix first without a redraw: update() redraws at most once per mininterval
+                bar.set_postfix(
+                    fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}", level=self.curriculum.level, refresh=False
+                )
                 bar.update(per_iter)
-                bar.set_postfix(fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}", level=self.curriculum.level)
             if self.checkpoint_dir and self.iteration % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         if bar is not None:
