@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +99,27 @@ def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
             writer.writerow([f"{r[c]:.6g}" if isinstance(r.get(c), float) else r.get(c) for c in cols])
 
 
+@contextmanager
+def _stop_at_update_boundary(trainer: Any) -> Iterator[None]:
+    """The first Ctrl-C asks the trainer to stop after the update in progress (so no MLflow write
+    or checkpoint is cut in half); a second one interrupts at once. Main thread only; a process
+    started with SIGINT ignored (nohup, a background job) keeps ignoring it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: stopping after this update (press again to abort at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_rlcore(
     params: Params,
     res: Resolved,
@@ -116,7 +141,8 @@ def train_rlcore(
         note = trainer.try_resume()
         on_start(trainer, note)
         try:
-            summary = trainer.train(on_iteration, progress=progress)
+            with _stop_at_update_boundary(trainer):
+                summary = trainer.train(on_iteration, progress=progress)
         except KeyboardInterrupt:  # Ctrl-C: keep everything up to the last finished update
             if checkpoint_dir is not None and trainer.iteration > 0:
                 trainer.save_checkpoint()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,9 @@ def start_stage(name: str, cwd: Path, *args: str, stdout: int | None = subproces
         stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C reaches the stage even when these tests run in the background (where a
+        # non-interactive shell starts them with SIGINT ignored, which children inherit)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -76,6 +76,7 @@ class Trainer:
         self.extra: dict[str, Any] = {}  # saved with checkpoints (e.g. the MLflow run id)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.history: list[dict[str, float]] = []
+        self.stop_requested = False  # set from a signal handler: stop at the next update boundary
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
@@ -157,6 +158,10 @@ class Trainer:
                 bar.update(per_iter)
             if self.checkpoint_dir and self.iteration % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
+            if self.stop_requested:  # a Ctrl-C, honoured between updates
+                if bar is not None:
+                    bar.close()
+                raise KeyboardInterrupt
         if bar is not None:
             bar.close()
         if self.checkpoint_dir:
