@@ -349,19 +349,6 @@ def make_adam(params: Any, lr: float, caps: Capabilities, eps: float = 1e-5) -> 
     return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float, foreach: bool = False) -> torch.Tensor:
-    """Gradient-norm clipping without a host sync (returns the norm tensor); foreach kernels only
-    where the device has them (DirectML does not)."""
-    if foreach:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
-    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale)
-    return norm
-
-
 # -- placement by measurement -----------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import torch
 
 from rlcore import hardware as hw
 from rlcore.config import HardwareConfig
+from rlcore.ppo.flat import FlatParameters
 from tests.helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,10 +145,11 @@ def test_clip_grad_norm_matches_torch():
     b = torch.nn.Linear(4, 4)
     b.load_state_dict(a.state_dict())
     x = torch.randn(8, 4) * 10
+    flat = FlatParameters(b)  # the PPO update's clipping: one flat gradient buffer
     for m in (a, b):
         m(x).square().sum().backward()
     norm_ref = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.5, foreach=False)
-    norm = hw.clip_grad_norm(list(b.parameters()), 0.5)
+    norm = flat.clip_grad_norm(0.5)
     assert torch.allclose(norm, norm_ref)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)
