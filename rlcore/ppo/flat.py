@@ -30,20 +30,14 @@ class FlatParameters:
             raise ValueError("order must list every trainable parameter of the module once")
         if not params:
             raise ValueError("module has no trainable parameters")
-        device, dtype = params[0].device, params[0].dtype
-        total = sum(p.numel() for p in params)
-        self.param = nn.Parameter(torch.empty(total, device=device, dtype=dtype))
-        self.param.grad = torch.zeros_like(self.param)
-        offset = 0
-        with torch.no_grad():
-            for p in params:
-                n = p.numel()
-                self.param[offset : offset + n].copy_(p.reshape(-1))
-                p.data = self.param.data[offset : offset + n].view_as(p)
-                p.grad = self.param.grad[offset : offset + n].view_as(p)
-                offset += n
-        self.params = params
         starts = [0, *accumulate(p.numel() for p in params)]
+        self.param = nn.Parameter(torch.empty(starts[-1], device=params[0].device, dtype=params[0].dtype))
+        self.param.grad = torch.zeros_like(self.param)
+        with torch.no_grad():
+            for p, start, end in zip(params, starts, starts[1:]):
+                self.param[start:end].copy_(p.reshape(-1))
+                p.data = self.param.data[start:end].view_as(p)
+                p.grad = self.param.grad[start:end].view_as(p)
         self.offsets = {id(p): start for p, start in zip(params, starts)}
 
     def view(self, params: list[nn.Parameter], grad: bool = False) -> torch.Tensor:

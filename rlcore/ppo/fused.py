@@ -17,7 +17,7 @@ from torch import nn
 
 from rlcore.config import TrainConfig
 from rlcore.ppo.flat import FlatParameters
-from rlcore.ppo.policy import LOG_2PI, ActorCritic
+from rlcore.ppo.policy import LOG_2PI, ActorCritic, linear_layers
 
 ACTIVATION_FN = {"elu": F.elu, "tanh": torch.tanh, "relu": torch.relu, "silu": F.silu}
 # d out / d pre from the layer's input (pre) and output (out)
@@ -29,10 +29,6 @@ ACTIVATION_GRAD = {
 }
 
 
-def _linears(net: nn.Sequential) -> list[nn.Linear]:
-    return [m for m in net if isinstance(m, nn.Linear)]
-
-
 class FusedActorCritic:
     """Forward pass and hand-written PPO backward for an ActorCritic whose actor and critic have
     equal hidden widths, reading weights from (and writing gradients into) a FlatParameters
@@ -41,7 +37,7 @@ class FusedActorCritic:
     @staticmethod
     def supports(model: ActorCritic) -> bool:
         """Equal hidden widths (at least one hidden layer) and an activation with a known derivative."""
-        actor, critic = _linears(model.actor), _linears(model.critic)
+        actor, critic = linear_layers(model.actor), linear_layers(model.critic)
         same = len(actor) == len(critic) > 1 and all(
             a.weight.shape == c.weight.shape for a, c in zip(actor[:-1], critic[:-1])
         )
@@ -51,7 +47,7 @@ class FusedActorCritic:
         if not self.supports(model):
             raise ValueError("the fused path needs equal actor and critic hidden widths and a known activation")
         self.cfg = cfg
-        actor, critic = _linears(model.actor), _linears(model.critic)
+        actor, critic = linear_layers(model.actor), linear_layers(model.critic)
 
         def pair(a: nn.Parameter, c: nn.Parameter, grad: bool = False) -> torch.Tensor:
             return flat.view([a, c], grad)

@@ -29,6 +29,11 @@ def mlp(sizes: list[int], activation: str, out_gain: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def linear_layers(net: nn.Sequential) -> list[nn.Linear]:
+    """The Linear layers of an MLP built by `mlp`, in order."""
+    return [m for m in net if isinstance(m, nn.Linear)]
+
+
 class ActorCritic(nn.Module):
     """Separate policy and value networks; Gaussian actions with a learned log-std vector."""
 
@@ -50,8 +55,7 @@ class ActorCritic(nn.Module):
     def flat_order(self) -> list[nn.Parameter]:
         """Parameters with each hidden actor layer beside its critic twin (weights, then biases):
         the flat layout in which equal-width layers read as one stacked (2, out, in) tensor."""
-        a = [m for m in self.actor if isinstance(m, nn.Linear)]
-        c = [m for m in self.critic if isinstance(m, nn.Linear)]
+        a, c = linear_layers(self.actor), linear_layers(self.critic)
         paired = min(len(a), len(c)) - 1
         order: list[nn.Parameter] = []
         for la, lc in zip(a[:paired], c[:paired]):
