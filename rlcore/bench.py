@@ -253,7 +253,7 @@ def main() -> None:
         for r in batched_ppo_table(params, usable_devices(), args.n_envs or [256, 4096, 16384]):
             print(f"{r['device']:<10} {r['n_envs']:>7} {r['ppo_fps']:>12,.0f}")
     if args.what in ("ppo", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_bullet or 16])[0]
+        n = (args.n_envs or [params.hardware.n_envs_bullet or hw.BULLET_ENVS])[0]
         r = compare_ppo(params, n, args.steps or 8192, args.rounds)
         print(f"PPO end to end on PyBullet, {n} envs, {r['steps_per_run']} steps x {r['rounds']} rounds, alternating")
         ours, theirs = [round(x) for x in r["fps_rlcore_runs"]], [round(x) for x in r["fps_sb3_runs"]]

@@ -86,7 +86,7 @@ class HardwareConfig(Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N, directml, directml:N, mps
     vram_limit_mb: float | None = Field(None, gt=0)
     vram_safety_fraction: float = Field(0.8, gt=0.0, le=1.0)
-    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: 16
+    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: hardware.BULLET_ENVS (64)
     n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
 
@@ -129,7 +129,7 @@ class EvalConfig(Section):
 class ReportConfig(Section):
     vec_n_envs: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])  # SB3 vec-env sweep
     batched_n_envs: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
-    ppo_n_envs: int = Field(16, ge=1, le=256)  # PyBullet envs for rlcore-vs-SB3
+    ppo_n_envs: int = Field(64, ge=1, le=256)  # PyBullet envs for rlcore-vs-SB3
     ppo_steps: int = Field(8192, ge=256)  # steps per end-to-end run
     rounds: int = Field(2, ge=1, le=10)  # alternating rlcore/SB3 rounds
     env_steps: int = Field(2000, ge=100)  # steps per raw env measurement

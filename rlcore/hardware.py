@@ -15,7 +15,8 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,28 @@ import torch
 from rlcore.config import HardwareConfig
 
 MB = 1024 * 1024
+# PyBullet envs by default: 64 x n_steps 16 = 1024 samples per update. With 16 envs (256 samples)
+# the KL-adaptive learning rate collapsed and PyBullet training stalled near 66% success.
+BULLET_ENVS = 64
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with n torch CPU threads, then restore the count (None: leave it as it is)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class HardwareError(RuntimeError):
@@ -446,7 +469,7 @@ def choose_placement(
     limit = cfg.vram_limit_mb
     if limit is None and env_probe.memory_total_mb is not None and env != "cpu":
         limit = env_probe.memory_total_mb * cfg.vram_safety_fraction
-    n_bullet = cfg.n_envs_bullet or 16  # ~512 samples per rollout at n_steps 32
+    n_bullet = cfg.n_envs_bullet or BULLET_ENVS
     n_batched = cfg.n_envs_batched or _default_batched_envs(env, limit, bytes_per_env)
     return Placement(policy, env, n_bullet, n_batched, limit, reasons)
 

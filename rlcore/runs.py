@@ -157,7 +157,6 @@ def train_rlcore(
 
 def cpu_threads(params: Params) -> None:
     """Torch's CPU threads: every core for the batched twin; one with PyBullet workers, which
-    own the other cores (torch's spinning threads would steal their time)."""
-    import os
-
-    torch.set_num_threads(1 if params.env.backend == "bullet" else max(1, os.cpu_count() or 1))
+    own the cores while they step (torch's spinning threads would steal their time). The trainer
+    gives the update every core again, while the workers sleep."""
+    torch.set_num_threads(1 if params.env.backend == "bullet" else hw.cpu_cores())

@@ -89,3 +89,33 @@ def test_render_shows_target(small_params, small_cache):
     red = (frame[:, :, 0] > 100) & (frame[:, :, 1] < 40) & (frame[:, :, 2] < 40)
     assert red.sum() > 10  # the target sphere is visible
     e.close()
+
+
+def test_chunked_workers_pinned_and_equal_to_in_process(small_params, small_cache):
+    """Each worker process is pinned to its own core, and chunking changes no numbers."""
+    import os
+
+    import torch
+
+    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.hardware import cpu_cores
+
+    cpu = torch.device("cpu")
+    sub = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
+    ref = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="dummy", seed=7)[0], cpu)
+    try:
+        if cpu_cores() >= 2:
+            assert sub.workers == 2
+            cores = [os.sched_getaffinity(p.pid) for p in sub.venv.processes]
+            assert all(len(c) == 1 for c in cores) and len(set.union(*cores)) == 2
+        else:
+            assert sub.workers == 0
+        assert torch.equal(sub.reset(), ref.reset())
+        actions = torch.rand(70, 4, sub.act_dim) * 2 - 1  # past one 60-step episode: auto-resets too
+        for a in actions:
+            x, y = sub.step(a), ref.step(a)
+            for field, u, v in zip(x._fields, x, y):
+                assert (u == v).all() if isinstance(u, torch.Tensor) else u == v, field
+    finally:
+        sub.close()
+        ref.close()

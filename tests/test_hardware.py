@@ -180,3 +180,45 @@ def test_explicit_unusable_device_stage_error(tmp_path):
     proc = hardware_stage(tmp_path / "hw.json", "hardware.device=directml")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "hardware.device = 'directml' is not usable: torch_directml not importable" in proc.stderr
+
+
+def test_torch_threads_restores_the_count():
+    torch.set_num_threads(1)
+    with hw.torch_threads(hw.cpu_cores()):
+        assert torch.get_num_threads() == hw.cpu_cores()
+    assert torch.get_num_threads() == 1
+    with pytest.raises(RuntimeError), hw.torch_threads(2):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == 1
+    with hw.torch_threads(None):
+        assert torch.get_num_threads() == 1
+
+
+def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, monkeypatch):
+    """With PyBullet worker processes, the rollout runs on one torch thread (the workers own the
+    cores) and the update on every core (the workers sleep)."""
+    from rlcore.ppo.algorithm import PPO
+    from rlcore.ppo.trainer import Trainer, make_env
+
+    params = small_params.model_copy(
+        update={
+            "env": small_params.env.model_copy(update={"backend": "bullet"}),
+            "train": small_params.train.model_copy(update={"n_steps": 4}),
+        }
+    )
+    seen = []
+    update = PPO.update
+    monkeypatch.setattr(PPO, "update", lambda self, *a: (seen.append(torch.get_num_threads()), update(self, *a))[1])
+    cpu = torch.device("cpu")
+    env = make_env(params, small_cache, 4, cpu, 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(params, env, cpu, hw.capabilities(cpu))
+        trainer.train(progress=False, total_steps=32)
+        assert torch.get_num_threads() == 1
+    finally:
+        env.close()
+        torch.set_num_threads(threads)
+    expected = hw.cpu_cores() if env.workers > 1 else 1
+    assert seen == [expected] * 2

@@ -91,9 +91,18 @@ class ChunkEnv(gym.Env):
     """k ReachEnvs in one process, stepped together (observations (k, obs_dim), actions
     (k, act_dim)). Sub-envs reset themselves when their episode ends, so the chunk never reports
     done; per-env rewards, ends, final observations and success flags travel in `info`. One
-    SubprocVecEnv worker per CPU core, each stepping a chunk, beats one process per env."""
+    SubprocVecEnv worker per CPU core, each stepping a chunk, beats one process per env.
 
-    def __init__(self, params: Params, targets: TargetCache | None, mode: str, seeds: list[int]) -> None:
+    `cpu` pins the process that builds the chunk to that core (a worker's own process). Unpinned,
+    Linux often wakes both workers on the core that sent them their actions, and one waits for
+    the other: measured on 2 cores, pinning raised 2 workers x 32 envs from 19.7k to 22.7k steps/s.
+    """
+
+    def __init__(
+        self, params: Params, targets: TargetCache | None, mode: str, seeds: list[int], cpu: int | None = None
+    ) -> None:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
         self.envs = [ReachEnv(params, targets, mode=mode) for _ in seeds]
         self.seeds = seeds
         k, single = len(seeds), self.envs[0]
@@ -140,13 +149,15 @@ def make_chunked_vec_env(
 ) -> tuple[VecEnv, str]:
     """n_envs PyBullet envs in chunks: one SubprocVecEnv worker per core ("auto"/"subproc"), or
     one in-process chunk ("dummy"); falls back to in-process with the reason if workers fail."""
-    workers = min(n_envs, workers or os.cpu_count() or 1)
+    # the cores to pin workers to (None: this OS cannot pin)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None] * (os.cpu_count() or 1)
+    workers = min(n_envs, workers or len(cpus))
     if kind == "dummy" or workers == 1:
         kind, workers = "dummy", 1
     bounds = np.linspace(0, n_envs, workers + 1).astype(int)
     fns = [
-        partial(ChunkEnv, params, targets, mode, list(range(seed + lo, seed + hi)))
-        for lo, hi in zip(bounds[:-1], bounds[1:])
+        partial(ChunkEnv, params, targets, mode, list(range(seed + lo, seed + hi)), cpus[i % len(cpus)])
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
     ]
     in_process = [partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))]
     if kind == "dummy":
@@ -164,6 +175,7 @@ class BulletVecEnv:
         self.note = note
         chunk = venv.observation_space.shape
         self.num_envs = venv.num_envs * chunk[0]
+        self.workers = venv.num_envs if isinstance(venv, SubprocVecEnv) else 0  # worker processes
         self.obs_dim = chunk[1]
         self.act_dim = venv.action_space.shape[1]
         self._returns = np.zeros(self.num_envs, dtype=np.float32)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlcore import hardware as hw
 from rlcore.config import Params
 from rlcore.hardware import Capabilities, PeakMemory
 from rlcore.ppo.algorithm import PPO
@@ -77,6 +78,8 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.history: list[dict[str, float]] = []
         self.stop_requested = False  # set from a signal handler: stop at the next update boundary
+        # PyBullet worker processes sleep during the update, so it may use their cores too
+        self.update_threads = hw.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
@@ -122,7 +125,8 @@ class Trainer:
                 last_values = self.model.value(self._normalise(obs))
                 self.storage.compute_gae(last_values, cfg.gamma, cfg.gae_lambda)
                 t1 = time.perf_counter()
-                metrics = self.ppo.update(self.storage, self.batch_size)
+                with hw.torch_threads(self.update_threads):
+                    metrics = self.ppo.update(self.storage, self.batch_size)
                 t2 = time.perf_counter()
             n_ended, n_success, sum_return = ended.cpu().tolist()
             if n_ended > 0:
