@@ -92,6 +92,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return {
         "finished": sum(s in FINISHED for s in states),
         "active": sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states),
+        "waiting": sum(s == TrialState.WAITING for s in states),  # retries of killed workers' trials
         "pruned": sum(s == TrialState.PRUNED for s in states),
         "failed": sum(s == TrialState.FAIL for s in states),
     }
@@ -239,9 +240,10 @@ def run_worker(
             bar.refresh()
         if c["finished"] >= opts.trials or (deadline is not None and time.monotonic() > deadline):
             break
-        if c["finished"] + c["active"] >= opts.trials:
+        if c["waiting"] == 0 and c["finished"] + c["active"] >= opts.trials:
             time.sleep(opts.poll_s)  # the last trials run elsewhere; wait for them (or their heartbeat)
             continue
+        # optimize() takes a waiting retry first: nobody else may be left to run it
         study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
     if bar is not None:
         bar.close()

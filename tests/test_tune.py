@@ -151,6 +151,20 @@ def test_resume_keeps_finished_trials_and_mlflow_nesting(workdir):
         assert "success_rate" in child.data.metrics and "heldout_success_rate" in child.data.metrics
 
 
+def test_waiting_retry_is_run_not_waited_for(workdir):
+    """A killed worker's trial comes back WAITING (a retry). A worker that finds the rest of the
+    study finished must run it, not wait for someone else to."""
+    params = load_params(workdir / "params.yaml")
+    study = run_worker(params, options(workdir, "waiting", 1), DECISION, FakeTrain())
+    retry = {"log2:train.minibatch_size": 7, "train.n_envs": 32, "train.learning_rate": 5e-4}
+    study.enqueue_trial(retry)  # stands in for RetryHeartbeatStaleTrialCallback's copy
+    opts = options(workdir, "waiting", 2)
+    opts.timeout_s = 60  # the old loop slept here until the timeout
+    trials = run_worker(params, opts, DECISION, FakeTrain()).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert trials[1].params == retry
+
+
 def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> subprocess.Popen:
     args = ["--trials", str(trials), "--study-name", name, "--storage", storage, "--steps-per-trial", str(steps)]
     return start_stage("tune", workdir, *args, "--no-progress", stdout=subprocess.PIPE)
