@@ -30,11 +30,17 @@ MB = 1024 * 1024
 BULLET_ENVS = 64
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one)."""
+def cpu_list() -> list[int | None]:
+    """The cores this process may run on, from its affinity mask; None for each core where the OS
+    cannot pin processes (Windows, macOS)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    return [None] * (os.cpu_count() or 1)
+
+
+def cpu_cores() -> int:
+    """How many cores this process may run on."""
+    return len(cpu_list())
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rlcore.config import Params
 from rlcore.envs.bullet import ReachEnv
+from rlcore.hardware import cpu_list
 from rlcore.targets import TargetCache
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ def make_chunked_vec_env(
 ) -> tuple[VecEnv, str]:
     """n_envs PyBullet envs in chunks: one SubprocVecEnv worker per core ("auto"/"subproc"), or
     one in-process chunk ("dummy"); falls back to in-process with the reason if workers fail."""
-    # the cores to pin workers to (None: this OS cannot pin)
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None] * (os.cpu_count() or 1)
+    cpus = cpu_list()  # the cores to pin workers to
     workers = min(n_envs, workers or len(cpus))
     if kind == "dummy" or workers == 1:
         kind, workers = "dummy", 1
