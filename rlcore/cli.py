@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
+from rlcore import store
 from rlcore.config import ConfigError, Params, load_params
 
 
@@ -15,14 +16,46 @@ class StageError(RuntimeError):
     """A problem the user can fix (missing cache, stale model...); printed as one line."""
 
 
-def repo_root() -> Path:
-    """The DVC/repo root: DVC_ROOT when DVC runs the stage, else the working directory."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+def workspace() -> Path:
+    """Where a stage reads its deps and writes its outs: the directory it runs in. DVC runs a
+    queued or temporary experiment in a workspace of its own (under .dvc/tmp/exps/), so this is
+    never DVC_ROOT; only the MLflow store is shared (rlcore.store)."""
+    return Path.cwd().resolve()
+
+
+class StageParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `error: argument --x: ... (see --help)`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every stage takes."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = StageParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     parser.add_argument(
         "--set",
@@ -35,11 +68,16 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(main: Callable[[argparse.Namespace, Params], int | None], args: argparse.Namespace) -> None:
-    """Validate params, run the stage, and turn user errors into one line on stderr (exit 2)."""
+def run_stage(
+    main: Callable[[argparse.Namespace, Params], int | None], args: argparse.Namespace, logs_to_mlflow: str = ""
+) -> None:
+    """Validate params, run the stage, and turn user errors into one line on stderr (exit 2).
+    A stage that logs to MLflow names itself in `logs_to_mlflow`: it then holds the store's lock
+    (one writer at a time on SQLite) while it runs."""
     try:
         params = load_params(args.params, args.overrides)
-        code = main(args, params)
+        with store.store_lock(logs_to_mlflow) if logs_to_mlflow else nullcontext():
+            code = main(args, params)
     except (ConfigError, StageError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

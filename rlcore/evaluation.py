@@ -115,6 +115,16 @@ def render_gif(
     return len(frames)
 
 
+def placeholder_gif(path: Path, text: str) -> None:
+    """A one-frame GIF that says why there is no animation (the DAG's out/eval.gif always exists)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (360, 40), "white")
+    ImageDraw.Draw(image).text((10, 14), text, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
 def evaluate_batched(
     policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int, seed: int = 0, device: str = "cpu"
 ) -> dict[str, Any]:

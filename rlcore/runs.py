@@ -51,6 +51,26 @@ def read_hardware(path: Path) -> dict[str, Any]:
         raise SetupError(f"{path} is unreadable ({err}): run `dvc repro hardware` again") from None
 
 
+def honour_explicit_device(params: Params, decision: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """An explicit `hardware.device` (not auto) that out/hardware.json did not decide is probed
+    now: used when usable (returns the new decision and a note), else SetupError with the
+    probe's reason. `auto`, or the device already decided, keeps the decision as it is."""
+    wanted = params.hardware.device
+    if wanted == "auto":
+        return decision, None
+    canonical = wanted if ":" in wanted or wanted in ("cpu", "mps") else f"{wanted}:0"
+    if decision.get("policy_device") == canonical and decision.get("env_device") == canonical:
+        return decision, None
+    from rlcore.tuning import bytes_per_env
+
+    try:
+        placement = hw.choose_placement(hw.probe_all(), {}, params.hardware, bytes_per_env(params))
+    except hw.HardwareError as err:
+        raise SetupError(str(err)) from None
+    note = f"hardware.device = {wanted}: probed and used (out/hardware.json decided {decision.get('policy_device')})"
+    return placement.to_dict(), note
+
+
 def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]:
     """Pick devices and n_envs; apply the VRAM limit (stop, or shrink with train.auto_fit)."""
     batched = params.env.backend == "batched"

@@ -77,13 +77,12 @@ def parent_run(study: optuna.Study, params: Params, opts: TuneOptions) -> str:
     if run_id:
         return run_id
     mine = tracking.open_run(opts.root, params, "tune", "study", extra_params={"tune.study": opts.study_name})
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient().set_tag(mine, "mlflow.runName", f"study-{opts.study_name}")
+    client = tracking.client(opts.root)
+    client.set_tag(mine, "mlflow.runName", f"study-{opts.study_name}")
     study.set_user_attr("mlflow_parent_run_id", mine)
     winner = study.user_attrs.get("mlflow_parent_run_id", mine)
     if winner != mine:  # another worker won the race: keep theirs
-        MlflowClient().delete_run(mine)
+        client.delete_run(mine)
     return winner
 
 
@@ -109,14 +108,12 @@ def make_objective(
 
     train_fn defaults to rlcore.runs.train_rlcore (the train stage's code); tests inject others.
     """
-    from mlflow.tracking import MlflowClient
-
     from rlcore.evaluation import evaluate_batched
     from rlcore.ppo.policy import policy_from_bundle
 
     train_fn = train_fn or runs.train_rlcore
     targets = runs.load_targets(params, opts.root)
-    client = MlflowClient()
+    client = tracking.client(opts.root)
 
     def objective(trial: optuna.Trial) -> float:
         _step_aside_if_surplus(trial, opts.trials)
@@ -146,7 +143,7 @@ def make_objective(
             trial.set_user_attr("prune_reason", reason)
             client.set_tag(run_id, "trial_state", "PRUNED")
             client.set_tag(run_id, "prune_reason", reason)
-            tracking.end_run(run_id, "KILLED")
+            tracking.end_run(run_id, "KILLED", opts.root)
             return optuna.TrialPruned(reason)
 
         if opts.vram_limit_mb is not None:
@@ -189,14 +186,14 @@ def make_objective(
                 excess = max(1.0, (opts.vram_limit_mb or estimate) * 0.1)
                 raise prune(f"out of memory: {str(err).splitlines()[0][:120]}", excess) from None
             client.set_tag(run_id, "trial_state", "FAIL")
-            tracking.end_run(run_id, "FAILED")
+            tracking.end_run(run_id, "FAILED", opts.root)
             raise
         score = sum(scores) / len(scores)
         if opts.vram_limit_mb is not None:  # constraints are write-once: feasible ones set at the end
             trial.set_constraint("vram_excess_mb", estimate - opts.vram_limit_mb)
         client.log_metric(run_id, "heldout_success_rate", score)
         client.set_tag(run_id, "trial_state", "COMPLETE")
-        tracking.end_run(run_id)
+        tracking.end_run(run_id, root=opts.root)
         return score
 
     return objective

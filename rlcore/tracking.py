@@ -1,9 +1,11 @@
 """MLflow conventions: where runs go, how they are named and tagged, which metric names exist.
 
-Default store: `sqlite:///<repo>/mlflow.db` (the repo is DVC_ROOT when DVC runs a stage), which is
-also what `mlflow ui` opens when started at the repo root (MLflow >= 3.7). Artifacts go to
-`<repo>/mlartifacts` through an absolute location. MLFLOW_TRACKING_URI points everything at a
-tracking server instead; MLFLOW_EXPERIMENT_NAME picks the experiment (default "rlcore").
+One store per repository: `sqlite:///<repo>/mlflow.db`, the store `mlflow ui` opens at the repo root
+(MLflow >= 3.7), with artifacts in `<repo>/mlartifacts`. `<repo>` is DVC_ROOT when DVC runs a
+stage, also in a queued or temporary experiment whose own workspace lies under
+`<repo>/.dvc/tmp/exps/`; elsewhere the working directory. Stage outputs go to the workspace the
+stage runs in; only the store is shared. MLFLOW_TRACKING_URI points everything at a tracking
+server instead; MLFLOW_EXPERIMENT_NAME picks the experiment (default "rlcore").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore.config import Params
+from rlcore.store import store_root, tracking_uri
 
 EXPERIMENT = "rlcore"
 # the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
@@ -38,14 +41,11 @@ ITERATION_METRICS = (
 )
 
 
-def tracking_uri(root: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
-
-
-def setup(root: Path) -> str:
+def setup(root: Path | None = None) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
 
+    root = root or store_root()
     user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri(root))
     if user_uri is None:  # set_tracking_uri exports the variable; keep the user's environment as it was
@@ -59,6 +59,14 @@ def setup(root: Path) -> str:
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # noqa: BLE001 - another process created it first
         return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def client(root: Path | None = None) -> Any:
+    """An MlflowClient bound to the store (never to MLflow's process-wide default)."""
+    from mlflow.tracking import MlflowClient
+
+    setup(root)
+    return MlflowClient(tracking_uri=tracking_uri(root))
 
 
 def git_info(root: Path) -> dict[str, str]:
@@ -80,15 +88,20 @@ def run_name(params: Params, device: str) -> str:
     return f"{t.algo}-{params.env.backend}-{device.replace(':', '')}-lr{t.learning_rate:.0e}-s{params.seed}-{stamp}"
 
 
-def run_tags(params: Params, root: Path, stage: str, device: str) -> dict[str, str]:
-    return {
-        **git_info(root),
+def run_tags(params: Params, stage: str, device: str) -> dict[str, str]:
+    """Tags of every run; a DVC experiment's name and baseline commit when DVC runs one."""
+    tags = {
+        **git_info(Path.cwd()),
         "dvc_stage": stage,
         "params_hash": params.section_hash(),
         "device": device,
         "backend": params.env.backend,
         "algo": params.train.algo,
     }
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if os.environ.get(var):
+            tags[var.lower()] = os.environ[var]
+    return tags
 
 
 def clean_metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -145,7 +158,7 @@ class MetricBuffer:
 
 
 def open_run(
-    root: Path,
+    root: Path | None,
     params: Params,
     stage: str,
     device: str,
@@ -153,28 +166,25 @@ def open_run(
     parent_run_id: str | None = None,
     extra_params: dict[str, Any] | None = None,
 ) -> str:
-    """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id."""
-    from mlflow.tracking import MlflowClient
-
+    """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id.
+    `root` holds the store (None: store_root())."""
     experiment_id = setup(root)
-    client = MlflowClient()
+    store = client(root)
     if run_id is not None:
         try:
-            client.get_run(run_id)
-            client.update_run(run_id, status="RUNNING")
+            store.get_run(run_id)
+            store.update_run(run_id, status="RUNNING")
         except Exception:  # noqa: BLE001 - the run is gone (other store): start a new one
             run_id = None
     if run_id is None:
-        tags = run_tags(params, root, stage, device)
+        tags = run_tags(params, stage, device)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = client.create_run(experiment_id, run_name=run_name(params, device), tags=tags)
+        run = store.create_run(experiment_id, run_name=run_name(params, device), tags=tags)
         run_id = run.info.run_id
-    log_params_once(client, run_id, params, extra_params)
+    log_params_once(store, run_id, params, extra_params)
     return run_id
 
 
-def end_run(run_id: str, status: str = "FINISHED") -> None:
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient().set_terminated(run_id, status=status)
+def end_run(run_id: str, status: str = "FINISHED", root: Path | None = None) -> None:
+    client(root).set_terminated(run_id, status=status)

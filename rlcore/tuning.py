@@ -146,6 +146,24 @@ def storage_url(root: Path, cli_value: str | None) -> str:
     return cli_value or os.environ.get("OPTUNA_STORAGE") or f"sqlite:///{(root / 'optuna.db').resolve()}"
 
 
+def check_storage(url: str) -> None:
+    """Raise ValueError (one line) when an Optuna storage URL is malformed or its database driver
+    is missing; connects to nothing."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = url.split("@")[-1]  # no password in messages
+    try:
+        sqlalchemy.create_engine(url).dispose()  # imports the driver, opens no connection
+    except ImportError as err:
+        raise ValueError(
+            f"storage ...@{shown}: its database driver is not installed ({err}); "
+            'for PostgreSQL: pip install -e ".[postgres]" (psycopg)'
+        ) from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        raise ValueError(f"storage {shown!r} is not a database URL ({err}); e.g. sqlite:///optuna.db") from None
+
+
 def promote_command(values: dict[str, Any]) -> str:
     """The `dvc exp run -S ...` line that runs the pipeline with a trial's values."""
     return "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in sorted(values.items()))

@@ -1,6 +1,7 @@
 """Stage `evaluate`: the deterministic policy on held-out targets in PyBullet (accurate physics).
 
-Writes out/eval.json, out/eval_episodes.csv and out/eval.gif, and logs them into the MLflow run
+Writes out/eval.json, out/eval_episodes.csv and out/eval.gif (a one-frame placeholder when
+eval.gif_episodes is 0), and logs them into the MLflow run
 that `train` opened. Outside the DAG: --model PATH evaluates any checkpoint, --episodes N,
 --gui opens a live PyBullet window (demo mode); such ad-hoc runs write under out/adhoc/ and log
 nothing to MLflow.
@@ -16,33 +17,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import runs, tracking  # noqa: E402
-from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
-from rlcore.evaluation import evaluate, render_gif, write_episodes  # noqa: E402
+from rlcore.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.evaluation import evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
 from rlcore.ppo.policy import load_policy  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
 
 def main(args, params) -> None:
-    root = repo_root()
+    root = workspace()
     model_path = Path(args.model) if args.model else root / "models" / "policy.pt"
     if not model_path.is_file():
         raise StageError(f"model {model_path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
     try:
         policy, bundle = load_policy(str(model_path))
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise StageError(f"model {model_path} is unreadable ({err}): run `dvc repro train` again") from None
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise StageError(f"model {model_path} is not a readable rlcore policy file ({why})") from None
     try:
         targets = runs.load_targets(params, root)
     except TargetCacheError as err:
         raise StageError(str(err)) from None
-    episodes = args.episodes or params.eval.episodes
+    episodes = args.episodes if args.episodes is not None else params.eval.episodes
     if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         # PyBullet's GUI exits the process when it cannot reach an X server: check first
         raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
     metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
     # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
     # pipeline's outputs and its MLflow run alone
-    adhoc = bool(args.model or args.episodes or args.gui)
+    adhoc = bool(args.model or args.episodes is not None or args.gui)
     base = "out/adhoc" if adhoc else "out"
     args.out = args.out or f"{base}/eval.json"
     args.episodes_csv = args.episodes_csv or f"{base}/eval_episodes.csv"
@@ -58,6 +60,8 @@ def main(args, params) -> None:
     if params.eval.gif_episodes > 0:
         frames = render_gif(policy, params, targets, gif, params.eval.gif_episodes, params.eval.seed)
         print(f"wrote {args.gif} ({frames} frames)")
+    else:
+        placeholder_gif(gif, "no episodes rendered (eval.gif_episodes: 0)")
     print(f"evaluate ({bundle['algo']} policy, {episodes} held-out episodes, PyBullet accurate physics):")
     for key, value in metrics.items():
         print(f"  {key:<26} {value if not isinstance(value, float) else round(value, 4)}")
@@ -65,10 +69,7 @@ def main(args, params) -> None:
     if not adhoc and train_json.is_file():
         run_id = json.loads(train_json.read_text()).get("run_id")
         if run_id:
-            from mlflow.tracking import MlflowClient
-
-            tracking.setup(root)
-            client = MlflowClient()
+            client = tracking.client()
             for key, value in metrics.items():
                 if isinstance(value, (int, float)):
                     client.log_metric(run_id, f"eval_{key}" if not key.startswith("eval") else key, float(value))
@@ -83,9 +84,9 @@ def main(args, params) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes (default eval.episodes)")
+    parser.add_argument("--episodes", type=positive_int, default=None, help="episodes (default eval.episodes)")
     parser.add_argument("--gui", action="store_true", help="show a live PyBullet window")
     parser.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
     parser.add_argument("--episodes-csv", default=None)
     parser.add_argument("--gif", default=None)
-    run_stage(main, parser.parse_args())
+    run_stage(main, parser.parse_args(), logs_to_mlflow="evaluate")

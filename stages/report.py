@@ -13,11 +13,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import report, tracking  # noqa: E402
-from rlcore.cli import repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.cli import run_stage, stage_parser, workspace  # noqa: E402
 
 
 def main(args, params) -> None:
-    root = repo_root()
+    root = workspace()
     hardware = report.load_json(root / "out" / "hardware.json")
     decision = hardware.get("decision", {})
     devices = [p["device"] for p in hardware.get("probes", []) if p.get("usable")] or ["cpu"]
@@ -37,10 +37,7 @@ def main(args, params) -> None:
         print(f"  {key:<22} {value}")
     run_id = train.get("run_id")
     if run_id:
-        from mlflow.tracking import MlflowClient
-
-        tracking.setup(root)
-        client = MlflowClient()
+        client = tracking.client()
         for key, value in metrics.items():
             client.log_metric(run_id, f"bench_{key}", float(value))
         client.log_artifacts(run_id, str(out_dir), "report")
@@ -52,4 +49,4 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--out-dir", default="out/report")
     parser.add_argument("--bench", default="out/bench.json")
-    run_stage(main, parser.parse_args())
+    run_stage(main, parser.parse_args(), logs_to_mlflow="report")

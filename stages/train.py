@@ -16,16 +16,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from rlcore import runs, tracking  # noqa: E402
-from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
 from rlcore.ppo.algorithm import NonFiniteLossError  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
 
 def main(args, params) -> None:
-    root = repo_root()
+    root = workspace()
     try:
-        decision = runs.read_hardware(root / args.hardware)
+        decision, device_note = runs.honour_explicit_device(params, runs.read_hardware(root / args.hardware))
         params, res = runs.resolve(params, decision)
+        res.notes += [device_note] if device_note else []
         targets = runs.load_targets(params, root)
     except (runs.SetupError, TargetCacheError) as err:
         raise StageError(str(err)) from None
@@ -47,19 +48,18 @@ def main(args, params) -> None:
         "resolved.minibatch": res.minibatch,
         "resolved.estimate_mb": round(res.estimate_mb, 1),
     }
-    from mlflow.tracking import MlflowClient
 
     def on_start(trainer, note):
         nonlocal run_id, buffer
         if note:
             print(f"  - {note}")
         run_id = tracking.open_run(
-            root, params, "train", res.policy_device, trainer.extra.get("run_id"), extra_params=extra
+            None, params, "train", res.policy_device, trainer.extra.get("run_id"), extra_params=extra
         )
         trainer.extra["run_id"] = run_id
-        buffer = tracking.MetricBuffer(MlflowClient(), run_id)
+        buffer = tracking.MetricBuffer(client, run_id)
 
-    client = MlflowClient()
+    client = tracking.client()
 
     def on_iteration(row):
         buffer.add(row, int(row["step"]))
@@ -126,4 +126,4 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="models/policy.pt")
     parser.add_argument("--out", default="out/train.json")
     parser.add_argument("--curve", default="out/train_curve.csv")
-    run_stage(main, parser.parse_args())
+    run_stage(main, parser.parse_args(), logs_to_mlflow="train")

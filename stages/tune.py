@@ -14,27 +14,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import runs  # noqa: E402
-from rlcore.cli import StageError, repo_root, run_stage, stage_parser  # noqa: E402
+from rlcore.cli import StageError, positive_float, positive_int, run_stage, stage_parser, workspace  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
-from rlcore.tuning import storage_url  # noqa: E402
+from rlcore.tuning import check_storage, storage_url  # noqa: E402
 
 
 def main(args, params) -> None:
     from rlcore.study import TuneOptions, run_worker, summarise
 
-    root = repo_root()
+    root = workspace()
     t = params.tune
     try:
-        decision = runs.read_hardware(root / "out" / "hardware.json")
+        decision, device_note = runs.honour_explicit_device(params, runs.read_hardware(root / "out" / "hardware.json"))
         runs.load_targets(params, root)
     except (runs.SetupError, TargetCacheError) as err:
         raise StageError(str(err)) from None
     limit = args.vram_limit_mb or t.vram_limit_mb
     if limit is None and decision.get("vram_limit_mb") not in (None, "unknown"):
         limit = float(decision["vram_limit_mb"])
+    storage = storage_url(root, args.storage)
+    try:
+        check_storage(storage)
+    except ValueError as err:
+        raise StageError(str(err)) from None
     opts = TuneOptions(
         root=root,
-        storage=storage_url(root, args.storage),
+        storage=storage,
         study_name=args.study_name or t.study_name,
         trials=args.trials or t.trials,
         steps_per_trial=args.steps_per_trial or t.steps_per_trial,
@@ -48,6 +53,8 @@ def main(args, params) -> None:
         f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {opts.steps_per_trial:,} "
         f"steps x {opts.seeds} seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}"
     )
+    if device_note:
+        print(f"  - {device_note}")
     study = run_worker(params, opts, decision)
     out_dir = root / "out" / "tune" / opts.study_name
     summary = summarise(study, out_dir)
@@ -69,12 +76,12 @@ def main(args, params) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument("--trials", type=int, default=None, help="total trials across all workers")
+    parser.add_argument("--trials", type=positive_int, default=None, help="total trials across all workers")
     parser.add_argument("--study-name", default=None)
     parser.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many s")
-    parser.add_argument("--vram-limit-mb", type=float, default=None)
-    parser.add_argument("--steps-per-trial", type=int, default=None)
-    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
+    parser.add_argument("--vram-limit-mb", type=positive_float, default=None)
+    parser.add_argument("--steps-per-trial", type=positive_int, default=None)
+    parser.add_argument("--seeds", type=positive_int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     run_stage(main, parser.parse_args())
