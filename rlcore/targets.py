@@ -210,10 +210,14 @@ def summary(cache: TargetCache) -> str:
 
 
 class Curriculum:
-    """Raise the target level when the rolling success rate passes a threshold.
+    """Raise the target level when the success rate of the most recent episodes passes a threshold.
 
-    `in_flight` is how many episodes run at once (n_envs): after a level change that many
-    results are skipped, since those episodes started at the old level.
+    update() takes the success flags of the episodes that ended, in the order they ended
+    (episodes ending on the same step: by env index). The rate is taken over the most recent
+    whole batches that hold at least `window` episodes, so a batch larger than the window
+    (256 envs ending together) counts whole, whatever n_envs is. `in_flight` is how many
+    episodes run at once (n_envs): after a level change that many results are skipped, since
+    those episodes started at the old level.
     """
 
     @classmethod
@@ -231,29 +235,39 @@ class Curriculum:
         self.window = window
         self.in_flight = in_flight
         self.skip = 0
-        self.results: deque[bool] = deque(maxlen=window)
+        self.batches: deque[list[bool]] = deque()  # the recent batches, oldest first
+        self.count = 0  # episodes in self.batches
 
     @property
     def success_rate(self) -> float:
-        return float(np.mean(self.results)) if self.results else 0.0
+        """The success rate over the kept batches (0 when there are none)."""
+        return sum(map(sum, self.batches)) / self.count if self.count else 0.0
 
     def update(self, successes: Any) -> bool:
-        """Record finished episodes' success flags; return True if the level went up."""
+        """Record one batch of finished episodes' success flags; return True if the level went up."""
         flags = [bool(s) for s in np.atleast_1d(successes)]
         skipped = min(self.skip, len(flags))
         self.skip -= skipped
-        self.results.extend(flags[skipped:])
-        if self.level < self.max_level and len(self.results) == self.window and self.success_rate >= self.threshold:
+        if len(flags) > skipped:
+            self.batches.append(flags[skipped:])
+            self.count += len(flags) - skipped
+        while self.batches and self.count - len(self.batches[0]) >= self.window:
+            self.count -= len(self.batches.popleft())
+        if self.level < self.max_level and self.count >= self.window and self.success_rate >= self.threshold:
             self.level += 1
-            self.results.clear()
+            self.batches.clear()
+            self.count = 0
             self.skip = self.in_flight
             return True
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "results": list(self.results), "skip": self.skip}
+        return {"level": self.level, "batches": [list(b) for b in self.batches], "skip": self.skip}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.level = int(state["level"])
         self.skip = int(state.get("skip", 0))
-        self.results = deque((bool(r) for r in state["results"]), maxlen=self.window)
+        # older checkpoints hold one flat list of results
+        batches = state.get("batches", [state["results"]] if state.get("results") else [])
+        self.batches = deque([bool(r) for r in b] for b in batches)
+        self.count = sum(map(len, self.batches))

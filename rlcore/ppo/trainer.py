@@ -104,8 +104,11 @@ class Trainer:
                 self.ppo.set_learning_rate(lr)
             with PeakMemory(device) as peak:
                 t0 = time.perf_counter()
-                ended = torch.zeros(3, device=device)  # episodes, successes, summed returns
-                for _ in range(cfg.n_steps):
+                # each step's ended episodes: flags and returns stay on the device until the update
+                ended_done = torch.zeros(cfg.n_steps, env.num_envs, device=device)
+                ended_success = torch.zeros_like(ended_done)
+                ended_return = torch.zeros_like(ended_done)
+                for t in range(cfg.n_steps):
                     obs_n = self._normalise(obs, update=True)
                     actions, log_probs, values = self.ppo.act(obs_n)
                     res = env.step(actions.to(env.device) if env.device != device else actions)
@@ -113,13 +116,9 @@ class Trainer:
                     if res.any_done:  # time-limit ends: bootstrap from the value of the last obs
                         final_values = self.model.value(self._normalise(res.final_obs.to(device)))
                         reward = reward + cfg.gamma * final_values * done
-                        ended += torch.stack(
-                            [
-                                done.sum(),
-                                (res.success.to(device) & done).sum(),
-                                (res.episode_return.to(device) * done).sum(),
-                            ]
-                        ).float()
+                        ended_done[t] = done.float()
+                        ended_success[t] = (res.success.to(device) & done).float()
+                        ended_return[t] = res.episode_return.to(device) * done
                     self.storage.add(obs_n, actions, log_probs, reward, done.float(), values)
                     obs = res.obs.to(device)
                 last_values = self.model.value(self._normalise(obs))
@@ -128,11 +127,12 @@ class Trainer:
                 with hw.torch_threads(self.update_threads):
                     metrics = self.ppo.update(self.storage, self.batch_size)
                 t2 = time.perf_counter()
-            n_ended, n_success, sum_return = ended.cpu().tolist()
-            if n_ended > 0:
-                last_success, last_return = n_success / n_ended, sum_return / n_ended
-                flags = np.zeros(int(n_ended), dtype=bool)
-                flags[: int(n_success)] = True
+            # one transfer per update: the episodes in the order they ended (same step: env index)
+            done_np, success_np, return_np = torch.stack([ended_done, ended_success, ended_return]).cpu().numpy()
+            mask = done_np > 0
+            flags = success_np[mask] > 0
+            if len(flags) > 0:
+                last_success, last_return = float(flags.mean()), float(return_np[mask].mean())
                 if self.curriculum.update(flags):
                     env.set_level(self.curriculum.level)
             self.global_step += per_iter
