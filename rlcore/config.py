@@ -25,8 +25,22 @@ class Section(BaseModel):
 
 class RobotConfig(Section):
     urdf: str = "fanuc_lrmate200id"
-    ee_link: str | None = None  # default: the last link of the chain
+    ee_link: str | None = None  # default: a bundled robot's own (the FANUC's flange), else the chain's last link
     home: list[float] | None = None  # joint angles (rad) of the home pose; default all zero
+
+    @model_validator(mode="after")
+    def _chain_exists(self) -> RobotConfig:
+        """The URDF, its end-effector link and the home pose's length are checked here, so a
+        wrong robot stops every stage with one line before any work."""
+        from rlcore.robots.chain import read_chain
+
+        try:
+            chain = read_chain(self.urdf, self.ee_link)
+        except FileNotFoundError as err:
+            raise ValueError(str(err)) from None
+        if self.home is not None and len(self.home) != chain.dof:
+            raise ValueError(f"robot.home has {len(self.home)} angles; {chain.urdf_path.name} has {chain.dof} joints")
+        return self
 
 
 class TargetsConfig(Section):
@@ -232,6 +246,8 @@ def _one_line(err: ValidationError, source: str) -> str:
         allowed = ", ".join(parent.model_fields) if parent else "?"
         return f"{source}: unknown key {key!r} (allowed here: {allowed})"
     msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "value_error" and msg.startswith(f"{key}."):  # the message names its own key
+        return f"{source}: {msg}"
     if e["type"] == "value_error":
         return f"{source}: {key}: {msg}" if key != "(top level)" else f"{source}: {msg}"
     return f"{source}: {key} = {e.get('input')!r}: {msg}"

@@ -56,8 +56,10 @@ def test_fk_matches_pybullet_link_positions(urdf, ee):
 def test_fanuc_geometry_and_zero_pose():
     chain = read_chain("fanuc_lrmate200id", "flange")
     assert chain.dof == 6 and chain.ee_link == "flange"
-    assert read_chain("fanuc_lrmate200id").ee_link == "tool0"  # default: last link of the chain
+    assert read_chain("fanuc_lrmate200id").ee_link == "flange"  # default: the bundled robot's own
+    assert read_chain("kuka_iiwa/model.urdf").ee_link == "lbr_iiwa_link_7"  # others: the chain's last link
     arm = BulletArm(chain, self_collision=True)
+    assert arm.touching_at_rest == []  # nothing left out of the FANUC's self-collision check
     arm.set_joints(np.zeros(6))
     assert np.allclose(arm.ee_position(fk=True), [0.465, 0.0, 0.695], atol=1e-6)
     assert not arm.in_self_collision()
@@ -74,3 +76,29 @@ def test_resolve_urdf_errors():
         resolve_urdf("no_such_robot")
     with pytest.raises(ValueError, match="no such link"):
         read_chain("fanuc_lrmate200id", "hand")
+
+
+@pytest.mark.parametrize("urdf", ["kuka_iiwa/model.urdf", "franka_panda/panda.urdf", "xarm/xarm6_robot.urdf"])
+def test_another_robot_by_robot_urdf_alone(tmp_path, urdf):
+    """targets -> hardware -> train -> evaluate with params.yaml's robot.urdf the only change."""
+    import json
+
+    from tests.helpers import TINY_PARAMS, copy_repo, stage
+
+    repo = copy_repo(tmp_path, {**TINY_PARAMS, "robot": {"urdf": urdf}}, git=False)
+    for name in ("targets", "hardware", "train", "evaluate"):
+        stage(name, repo)
+    evaluation = json.loads((repo / "out" / "eval.json").read_text())
+    assert evaluation["episodes"] == 8
+    assert (repo / "out" / "eval.gif").stat().st_size > 0
+
+
+def test_unknown_ee_link_lists_the_chain(tmp_path):
+    from tests.helpers import copy_repo, stage
+
+    repo = copy_repo(tmp_path, {"robot": {"urdf": "kuka_iiwa/model.urdf", "ee_link": "flange"}}, git=False)
+    proc = stage("targets", repo, check=False)
+    lines = proc.stderr.strip().splitlines()  # PyBullet's build banner may come first
+    assert proc.returncode == 2 and len(lines) <= 2 and "Traceback" not in proc.stderr
+    assert "robot.ee_link = 'flange'" in lines[-1] and "lbr_iiwa_link_7" in lines[-1]
+    assert not (repo / "data").exists()

@@ -38,6 +38,20 @@ class BulletArm:
         self.upper = np.array([j.upper for j in movable], dtype=np.float64)
         self.vmax = np.array([j.velocity for j in movable], dtype=np.float64)
         self.effort = np.array([j.effort for j in movable], dtype=np.float64)
+        self.touching_at_rest: list[tuple[int, int]] = []
+        if self_collision:
+            self._ignore_contacts_at_rest()
+
+    def _ignore_contacts_at_rest(self) -> None:
+        """Link pairs that touch at the rest pose (zero, clipped to the limits) always touch, e.g.
+        a gripper's fingers or a wrist flange against its hand: like a MoveIt allowed-collision
+        matrix, those pairs are left out of the self-collision check. The FANUC has none."""
+        self.set_joints(np.clip(np.zeros(len(self.lower)), self.lower, self.upper))
+        self.client.performCollisionDetection()
+        pairs = {tuple(sorted((c[3], c[4]))) for c in self.client.getContactPoints(self.robot, self.robot)}
+        for a, b in sorted(pairs):
+            self.client.setCollisionFilterPair(self.robot, self.robot, a, b, 0)
+        self.touching_at_rest = sorted(pairs)
 
     def set_joints(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
         """Teleport the joints (no physics step)."""

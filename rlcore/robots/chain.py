@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BUNDLED_DIR = Path(__file__).resolve().parent
+# a bundled robot's end effector when robot.ee_link is null (others: the chain's last link)
+BUNDLED_EE_LINKS = {"fanuc_lrmate200id.urdf": "flange"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def _floats(text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
 
 
 def read_chain(urdf: str | Path, ee_link: str | None = None) -> Chain:
-    """Read the chain from the root link to `ee_link` (default: the last link before a branch)."""
+    """Read the chain from the root link to `ee_link` (default: a bundled robot's own end effector,
+    else the last link before a branch). An unknown link raises ValueError listing the chain."""
     path = resolve_urdf(str(urdf))
     text = path.read_bytes()
     root_el = ET.fromstring(text)
@@ -121,12 +124,16 @@ def read_chain(urdf: str | Path, ee_link: str | None = None) -> Chain:
     if len(roots) != 1:
         raise ValueError(f"{path}: expected one root link, found {roots}")
     root = roots[0]
+    chain_links = [root]  # root to the last link before a branch
+    while len(children.get(chain_links[-1], [])) == 1:
+        chain_links.append(children[chain_links[-1]][0])
     if ee_link is None:
-        ee_link = root
-        while len(children.get(ee_link, [])) == 1:
-            ee_link = children[ee_link][0]
+        ee_link = BUNDLED_EE_LINKS.get(path.name) if path.parent == BUNDLED_DIR else None
+        ee_link = ee_link or chain_links[-1]
     elif ee_link not in links:
-        raise ValueError(f"robot.ee_link = {ee_link!r}: no such link in {path.name}")
+        raise ValueError(
+            f"robot.ee_link = {ee_link!r}: no such link in {path.name} (its chain: {', '.join(chain_links)})"
+        )
     joints: list[Joint] = []
     link = ee_link
     while link != root:
