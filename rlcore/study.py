@@ -153,6 +153,7 @@ def make_objective(
                     f"infeasible memory: estimate {estimate:.1f} MB > limit {opts.vram_limit_mb:.1f} MB", excess
                 )
         scores = []
+        senders: list[tracking.MetricSender] = []  # one per seed; closed (delivered) in finally
         try:
             for s in range(opts.seeds):
                 seed_params = trial_params.model_copy(update={"seed": trial_params.seed + s})
@@ -162,9 +163,10 @@ def make_objective(
                 )
 
                 reported: set[int] = set()
+                senders.append(tracking.MetricSender(client, run_id))
 
                 def on_iteration(row: dict, s: int = s, reported: set[int] = reported) -> None:
-                    tracking.log_row(client, run_id, row, int(row["step"]))
+                    senders[-1].add(row, int(row["step"]))
                     # report on a common grid, percent of the step budget, so trials with other
                     # n_envs (other steps per update) are compared at the same progress
                     percent = min(100, int(100 * row["step"] / opts.steps_per_trial))
@@ -188,6 +190,9 @@ def make_objective(
             client.set_tag(run_id, "trial_state", "FAIL")
             tracking.end_run(run_id, "FAILED", opts.root)
             raise
+        finally:
+            for sender in senders:
+                sender.close()
         score = sum(scores) / len(scores)
         if opts.vram_limit_mb is not None:  # constraints are write-once: feasible ones set at the end
             trial.set_constraint("vram_excess_mb", estimate - opts.vram_limit_mb)

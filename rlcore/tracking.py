@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,11 @@ def client(root: Path | None = None) -> Any:
     """An MlflowClient bound to the store (never to MLflow's process-wide default)."""
     from mlflow.tracking import MlflowClient
 
+    if tracking_uri(root).startswith(("http://", "https://")):
+        # rlcore retries outages itself (MetricSender, retry), off the training loop: MLflow's
+        # own long HTTP retries would only delay that; a user's explicit setting wins
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     setup(root)
     return MlflowClient(tracking_uri=tracking_uri(root))
 
@@ -125,36 +133,107 @@ def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, A
         client.log_batch(run_id, params=new[start : start + 100])
 
 
-def log_row(client: Any, run_id: str, row: dict[str, Any], step: int) -> None:
-    from mlflow.entities import Metric
+class MetricSender:
+    """Per-update metrics sent to MLflow from a background thread, so training never waits on it.
 
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
-    if metrics:
-        client.log_batch(run_id, metrics=metrics)
+    Rows are batched (one call per `every_s` seconds). While the store or tracking server is away,
+    sending is retried with exponential backoff up to `max_backoff_s` and the rows wait in memory;
+    when it comes back, the run gets every metric. Retries are idempotent: a metric re-sent with
+    its original timestamp is stored once. close() delivers what is left (waiting up to
+    `close_timeout_s`) and returns the number of metrics it could not deliver.
+    """
 
-
-class MetricBuffer:
-    """Per-update rows written in batches (one MLflow call per `every_s` seconds, not per update)."""
-
-    def __init__(self, client: Any, run_id: str, every_s: float = 2.0) -> None:
-        self.client, self.run_id, self.every_s = client, run_id, every_s
+    def __init__(
+        self,
+        client: Any,
+        run_id: str,
+        every_s: float = 2.0,
+        max_backoff_s: float = 30.0,
+        close_timeout_s: float = 600.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client, self.run_id = client, run_id
+        self.every_s, self.max_backoff_s, self.close_timeout_s = every_s, max_backoff_s, close_timeout_s
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.pending: list[Any] = []
-        self.last = time.monotonic()
+        self.sent = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="mlflow-metrics", daemon=True)
+        self._thread.start()
 
     def add(self, row: dict[str, Any], step: int) -> None:
+        """Queue one row's known, finite metrics at `step`; never blocks on MLflow."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
-        if time.monotonic() - self.last >= self.every_s:
-            self.flush()
+        metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
+        with self._lock:
+            self.pending += metrics
 
-    def flush(self) -> None:
-        for start in range(0, len(self.pending), 1000):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, metrics=self.pending[start : start + 1000])
-        self.pending = []
-        self.last = time.monotonic()
+    def _send_pending(self) -> bool:
+        """Send everything queued, 1000 at a time (MLflow's batch limit); False on a failure."""
+        while True:
+            with self._lock:
+                batch = self.pending[:1000]
+            if not batch:
+                return True
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as err:  # noqa: BLE001 - any store or network error: keep the rows, retry
+                self.failures += 1
+                if self.failures == 1 or self.failures % 10 == 0:
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                    self.log(f"mlflow: sending metrics failed ({first}); training goes on, retrying")
+                return False
+            with self._lock:
+                del self.pending[: len(batch)]
+                self.sent += len(batch)
+
+    def _loop(self) -> None:
+        delay = self.every_s
+        deadline = None
+        while True:
+            self._wake.wait(delay)
+            closing = self._closing
+            if closing and deadline is None:
+                deadline = time.monotonic() + self.close_timeout_s
+            was_failing = self.failures > 0 and delay > self.every_s
+            if self._send_pending():
+                if was_failing:
+                    self.log(f"mlflow: sending metrics again ({len(self.pending)} waiting)")
+                delay = self.every_s
+                if closing:
+                    return
+            else:
+                delay = min(max(delay * 2, 1.0), self.max_backoff_s)
+                if closing and time.monotonic() + delay > deadline:
+                    return
+
+    def close(self) -> int:
+        """Deliver what is queued (retrying up to close_timeout_s); returns the metrics not sent."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        with self._lock:
+            return len(self.pending)
+
+
+def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_backoff_s: float = 30.0) -> Any:
+    """Run an MLflow call, retrying with backoff while the store is away (up to timeout_s)."""
+    deadline, delay = time.monotonic() + timeout_s, 1.0
+    while True:
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - network or store errors; the last one is raised
+            if time.monotonic() + delay > deadline:
+                raise
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            print(f"mlflow: {what} failed ({first}); retrying in {delay:.0f} s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
 
 
 def open_run(

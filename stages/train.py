@@ -40,7 +40,7 @@ def main(args, params) -> None:
     for note in res.notes:
         print(f"  - {note}")
     run_id = None
-    buffer = None
+    sender = None
     extra = {
         "resolved.policy_device": res.policy_device,
         "resolved.env_device": res.env_device,
@@ -48,21 +48,29 @@ def main(args, params) -> None:
         "resolved.minibatch": res.minibatch,
         "resolved.estimate_mb": round(res.estimate_mb, 1),
     }
+    client = tracking.retry(tracking.client, "connecting to the MLflow store")
 
     def on_start(trainer, note):
-        nonlocal run_id, buffer
+        nonlocal run_id, sender
         if note:
             print(f"  - {note}")
-        run_id = tracking.open_run(
-            None, params, "train", res.policy_device, trainer.extra.get("run_id"), extra_params=extra
+        previous = trainer.extra.get("run_id")
+        run_id = tracking.retry(
+            lambda: tracking.open_run(None, params, "train", res.policy_device, previous, extra_params=extra),
+            "opening the MLflow run",
         )
         trainer.extra["run_id"] = run_id
-        buffer = tracking.MetricBuffer(client, run_id)
-
-    client = tracking.client()
+        sender = tracking.MetricSender(client, run_id)  # in the background: an outage never stalls training
 
     def on_iteration(row):
-        buffer.add(row, int(row["step"]))
+        sender.add(row, int(row["step"]))
+
+    def finish(status: str) -> None:
+        """Deliver the queued metrics, then mark the run (both retried while the store is away)."""
+        if sender is not None and (unsent := sender.close()):
+            print(f"warning: {unsent} metrics could not be sent to MLflow run {run_id}", file=sys.stderr)
+        if run_id is not None and status != "FINISHED":
+            tracking.retry(lambda: tracking.end_run(run_id, status), "ending the MLflow run")
 
     try:
         if params.train.algo == "sb3":
@@ -72,18 +80,12 @@ def main(args, params) -> None:
         else:
             summary, bundle = runs.train_rlcore(params, res, targets, ckpt_dir, on_start, on_iteration)
     except NonFiniteLossError as err:
-        if buffer:
-            buffer.flush()
-        if run_id:
-            tracking.end_run(run_id, "FAILED")
+        finish("FAILED")
         raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None
     except KeyboardInterrupt:
-        if buffer:
-            buffer.flush()
-        if run_id:
-            tracking.end_run(run_id, "KILLED")
+        finish("KILLED")
         raise
-    buffer.flush()
+    finish("FINISHED")
     model_path = root / args.model
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".tmp")
@@ -108,10 +110,10 @@ def main(args, params) -> None:
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    client.log_metric(run_id, "train_wall_s", summary["wall_s"])
-    client.log_artifact(run_id, str(model_path), "model")
-    client.log_artifact(run_id, str(root / args.curve), "train")
-    tracking.end_run(run_id)
+    tracking.retry(lambda: client.log_metric(run_id, "train_wall_s", summary["wall_s"]), "logging train_wall_s")
+    tracking.retry(lambda: client.log_artifact(run_id, str(model_path), "model"), "logging the model")
+    tracking.retry(lambda: client.log_artifact(run_id, str(root / args.curve), "train"), "logging the curve")
+    tracking.retry(lambda: tracking.end_run(run_id), "ending the MLflow run")
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
     print(f"wrote {args.model}, {args.out}, {args.curve}; MLflow run {run_id}")
     print(

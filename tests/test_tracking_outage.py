@@ -1,0 +1,114 @@
+"""A tracking-server outage loses nothing and stalls nothing: a real `mlflow server` on loopback
+is killed mid-training and restarted on the same port and store; the run still gets every
+metric, and training takes about as long as a run without the outage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TINY_PARAMS, child_env, copy_repo, stage
+from tests.test_pipeline import free_port
+
+PARAMS = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 600_000, "checkpoint_every": 1000}}
+
+
+def start_server(store: Path, port: int) -> subprocess.Popen:
+    """mlflow server on 127.0.0.1:port over a SQLite store, at the lowest CPU priority and without
+    MLflow 3's job runner, whose idle Huey consumers poll on every core (the machine has 2 cores:
+    the server must not slow the training it serves)."""
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'server.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=store,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: os.nice(19),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("mlflow server did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers, at once
+    proc.wait(timeout=30)
+
+
+def train(repo: Path, uri: str, outage: tuple[Path, int] | None = None) -> dict:
+    env = {**child_env(), "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train.py"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    if outage is not None:
+        server, store, port = outage
+        time.sleep(8)  # training under way
+        stop_server(server)
+        time.sleep(8)  # the server is away
+        outage = (start_server(store, port), store, port)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    result = json.loads((repo / "out" / "train.json").read_text())
+    result["log"] = out.decode()
+    result["server"] = outage[0] if outage else None
+    return result
+
+
+@pytest.mark.slow
+def test_killed_and_restarted_server_loses_no_metric(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    (tmp_path / "repo").mkdir()
+    repo = copy_repo(tmp_path / "repo", PARAMS, git=False)
+    stage("targets", repo)
+    stage("hardware", repo)
+    store, port = tmp_path / "server", free_port()
+    store.mkdir()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(store, port)
+    try:
+        calm = train(repo, uri)
+        stormy = train(repo, uri, outage=(server, store, port))
+        server = stormy["server"]
+        assert "sending metrics failed" in stormy["log"]  # the outage did happen mid-training
+        client = MlflowClient(uri)
+        with (repo / "out" / "train_curve.csv").open() as f:
+            steps = [int(row["step"]) for row in csv.DictReader(f)]
+        run = client.get_run(stormy["run_id"])
+        assert run.info.status == "FINISHED"
+        for key in ("fps", "policy_loss", "update_s"):
+            history = sorted(m.step for m in client.get_metric_history(stormy["run_id"], key))
+            assert history == steps, f"{key}: {len(history)} values for {len(steps)} updates"
+        print(f"training wall time: {calm['wall_s']:.1f} s without the outage, {stormy['wall_s']:.1f} s with it")
+        assert stormy["wall_s"] <= 1.10 * calm["wall_s"]
+    finally:
+        stop_server(server)
