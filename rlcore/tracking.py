@@ -236,6 +236,26 @@ def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_back
             delay = min(delay * 2, max_backoff_s)
 
 
+def log_results(
+    run_id: str,
+    metrics: dict[str, float],
+    artifacts: list[tuple[Path, str]],
+    tags: dict[str, str] | None = None,
+    what: str = "results",
+) -> None:
+    """A stage's results into an existing run: metrics in one batch, then artifacts (files or
+    directories, each under its artifact path) and tags; each call retried while the store is away."""
+    from mlflow.entities import Metric, RunTag
+
+    store = retry(client, "connecting to the MLflow store")
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(float(v))]
+    retry(lambda: store.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in (tags or {}).items()]), what)
+    for path, artifact_path in artifacts:
+        log = store.log_artifacts if path.is_dir() else store.log_artifact
+        retry(lambda log=log, path=path, artifact_path=artifact_path: log(run_id, str(path), artifact_path), what)
+
+
 def open_run(
     root: Path | None,
     params: Params,

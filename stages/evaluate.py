@@ -69,15 +69,13 @@ def main(args, params) -> None:
     if not adhoc and train_json.is_file():
         run_id = json.loads(train_json.read_text()).get("run_id")
         if run_id:
-            client = tracking.client()
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)):
-                    client.log_metric(run_id, f"eval_{key}" if not key.startswith("eval") else key, float(value))
-            client.log_artifact(run_id, str(out), "eval")
-            client.log_artifact(run_id, str(episodes_csv), "eval")
-            if params.eval.gif_episodes > 0:
-                client.log_artifact(run_id, str(gif), "eval")
-            client.set_tag(run_id, "evaluated", "true")
+            logged = {
+                (key if key.startswith("eval") else f"eval_{key}"): float(value)
+                for key, value in metrics.items()
+                if isinstance(value, (int, float))
+            }
+            files = [(out, "eval"), (episodes_csv, "eval")] + ([(gif, "eval")] if params.eval.gif_episodes > 0 else [])
+            tracking.log_results(run_id, logged, files, {"evaluated": "true"}, "logging the evaluation")
             print(f"logged into MLflow run {run_id}")
 
 

@@ -37,11 +37,9 @@ def main(args, params) -> None:
         print(f"  {key:<22} {value}")
     run_id = train.get("run_id")
     if run_id:
-        client = tracking.client()
-        for key, value in metrics.items():
-            client.log_metric(run_id, f"bench_{key}", float(value))
-        client.log_artifacts(run_id, str(out_dir), "report")
-        client.log_artifact(run_id, str(bench_path), "report")
+        logged = {f"bench_{key}": float(value) for key, value in metrics.items()}
+        files = [(out_dir, "report"), (bench_path, "report")]
+        tracking.log_results(run_id, logged, files, what="logging the report")
         print(f"logged into MLflow run {run_id}")
 
 
