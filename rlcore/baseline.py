@@ -152,6 +152,7 @@ def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[
         norm.mean.copy_(torch.as_tensor(venv.obs_rms.mean, dtype=torch.float32))
         norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
         norm.count.fill_(float(venv.obs_rms.count))
+        norm.set_extra_state({"host_count": float(venv.obs_rms.count)})
     return policy_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
 
 

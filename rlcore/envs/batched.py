@@ -10,6 +10,8 @@ together: the step counter lives on the host, and a step needs no device-to-host
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rlcore.config import Params
@@ -120,6 +122,24 @@ class BatchedReachEnv:
         returns = self.episode_return
         self.reset()
         return StepResult(self.obs, reward, self._all, obs, success, distance, returns, True)
+
+    # -- checkpoints: a resumed run continues the same episodes ---------------------------------
+    STATE = ("q", "qd", "q_cmd", "prev_action", "target", "episode_return", "obs")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue these episodes exactly: joint state,
+        commands, targets, returns, step counter, level and the env's RNG state."""
+        state: dict[str, Any] = {k: getattr(self, k).cpu() for k in self.STATE}
+        state.update(t=self.t, level=self.level)
+        state["rng"] = self.generator.get_state().cpu() if self.generator is not None else None
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in self.STATE:
+            setattr(self, k, state[k].to(self.device))
+        self.t, self.level = int(state["t"]), int(state["level"])
+        if self.generator is not None and state.get("rng") is not None:
+            self.generator.set_state(state["rng"].cpu())
 
     # -- internals -----------------------------------------------------------------------------
     def _rand(self, *shape: int) -> torch.Tensor:

@@ -107,9 +107,19 @@ class RunningNorm(nn.Module):
         self.eps = eps
         self._host_count = float(self.count)
 
-    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
-        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[arg-type]
-        self._host_count = float(self.count)  # one read per load, none per update
+    def get_extra_state(self) -> dict[str, float]:
+        # the host count exactly (a Python float): the float32 device count rounds it, and a
+        # resumed run must weigh its updates as the uninterrupted run does
+        return {"host_count": self._host_count}
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self._host_count = float(state["host_count"])
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        if prefix + "_extra_state" not in state_dict and prefix + "count" in state_dict:
+            # files written before the exact host count: one read of the device count
+            state_dict[prefix + "_extra_state"] = {"host_count": float(state_dict[prefix + "count"])}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
@@ -156,7 +166,10 @@ def policy_bundle(
         "obs_dim": obs_dim,
         "act_dim": act_dim,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "norm": None if norm is None else {k: v.detach().cpu() for k, v in norm.state_dict().items()},
+        # the normaliser's tensors (mean, var, count); its exact host count matters to training only
+        "norm": None
+        if norm is None
+        else {k: v.detach().cpu() for k, v in norm.state_dict().items() if isinstance(v, torch.Tensor)},
         "params": params_dict,
     }
 

@@ -78,6 +78,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.history: list[dict[str, float]] = []
         self.stop_requested = False  # set from a signal handler: stop at the next update boundary
+        self.env_resumed = False  # load_state_dict restored the env's episodes (batched twin)
         # PyBullet worker processes sleep during the update, so it may use their cores too
         self.update_threads = hw.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
 
@@ -92,8 +93,12 @@ class Trainer:
         cfg, env, device = self.cfg, self.env, self.device
         total = total_steps or cfg.total_steps
         per_iter = cfg.n_steps * env.num_envs
-        env.set_level(self.curriculum.level)
-        obs = env.reset().to(device)
+        if self.env_resumed:  # the checkpoint's episodes go on where they were
+            obs = env.obs.to(device)
+            self.env_resumed = False
+        else:  # a fresh start, or a PyBullet resume: new episodes (an episode boundary)
+            env.set_level(self.curriculum.level)
+            obs = env.reset().to(device)
         bar = _progress(total, self.global_step) if progress else None
         start = time.perf_counter()
         start_step = self.global_step
@@ -191,6 +196,7 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         gen = getattr(self.env, "generator", None)
+        env_state = getattr(self.env, "state_dict", None)
         return {
             "model": self.model.state_dict(),
             "norm": self.norm.state_dict() if self.norm is not None else None,
@@ -200,6 +206,7 @@ class Trainer:
             "iteration": self.iteration,
             "torch_rng": torch.get_rng_state(),
             "env_rng": gen.get_state() if gen is not None else None,
+            "env": env_state() if env_state is not None else None,  # the batched twin's episodes
             "params_hash": self.params.section_hash("robot", "targets", "env", "train", "seed"),
             "params": self.params.model_dump(),
             "obs_dim": self.env.obs_dim,
@@ -216,10 +223,13 @@ class Trainer:
         self.curriculum.load_state_dict(state["curriculum"])
         self.global_step = int(state["global_step"])
         self.iteration = int(state["iteration"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         gen = getattr(self.env, "generator", None)
         if gen is not None and state["env_rng"] is not None:
-            gen.set_state(state["env_rng"])
+            gen.set_state(state["env_rng"].cpu())
+        if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(state["env"])
+            self.env_resumed = True
         self.extra = dict(state["extra"])
         self.history = list(state.get("history", []))
 
