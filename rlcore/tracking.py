@@ -136,11 +136,14 @@ def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, A
 class MetricSender:
     """Per-update metrics sent to MLflow from a background thread, so training never waits on it.
 
-    Rows are batched (one call per `every_s` seconds). While the store or tracking server is away,
-    sending is retried with exponential backoff up to `max_backoff_s` and the rows wait in memory;
-    when it comes back, the run gets every metric. Retries are idempotent: a metric re-sent with
-    its original timestamp is stored once. close() delivers what is left (waiting up to
-    `close_timeout_s`) and returns the number of metrics it could not deliver.
+    Rows are batched (one call per `every_s` seconds), whole: a row's metrics are stored together
+    or not at all. While the store or tracking server is away, sending is retried with
+    exponential backoff up to `max_backoff_s` and the rows wait in memory; when it comes back, the
+    run gets every metric. Retries are idempotent: a metric re-sent with its original timestamp is
+    stored once. Rows at or before `skip_through` (the last step a killed run had logged, when a
+    resumed run recomputes it) are not sent again, so the run keeps one value per metric and step.
+    close() delivers what is left (waiting up to `close_timeout_s`) and returns the number of
+    metrics it could not deliver.
     """
 
     def __init__(
@@ -151,11 +154,12 @@ class MetricSender:
         max_backoff_s: float = 30.0,
         close_timeout_s: float = 600.0,
         log: Callable[[str], None] | None = None,
+        skip_through: int = -1,
     ) -> None:
-        self.client, self.run_id = client, run_id
+        self.client, self.run_id, self.skip_through = client, run_id, skip_through
         self.every_s, self.max_backoff_s, self.close_timeout_s = every_s, max_backoff_s, close_timeout_s
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.pending: list[Any] = []
+        self.pending: list[list[Any]] = []  # rows of metrics, oldest first
         self.sent = 0
         self.failures = 0
         self._lock = threading.Lock()
@@ -168,16 +172,24 @@ class MetricSender:
         """Queue one row's known, finite metrics at `step`; never blocks on MLflow."""
         from mlflow.entities import Metric
 
+        if step <= self.skip_through:
+            return
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
-        with self._lock:
-            self.pending += metrics
+        if metrics:
+            with self._lock:
+                self.pending.append(metrics)
 
     def _send_pending(self) -> bool:
-        """Send everything queued, 1000 at a time (MLflow's batch limit); False on a failure."""
+        """Send everything queued in whole rows, up to 1000 metrics a call (MLflow's batch
+        limit); False on a failure."""
         while True:
             with self._lock:
-                batch = self.pending[:1000]
+                rows, size = 0, 0
+                while rows < len(self.pending) and size + len(self.pending[rows]) <= 1000:
+                    size += len(self.pending[rows])
+                    rows += 1
+                batch = [m for row in self.pending[:rows] for m in row]
             if not batch:
                 return True
             try:
@@ -189,7 +201,7 @@ class MetricSender:
                     self.log(f"mlflow: sending metrics failed ({first}); training goes on, retrying")
                 return False
             with self._lock:
-                del self.pending[: len(batch)]
+                del self.pending[:rows]
                 self.sent += len(batch)
 
     def _loop(self) -> None:
@@ -203,7 +215,7 @@ class MetricSender:
             was_failing = self.failures > 0 and delay > self.every_s
             if self._send_pending():
                 if was_failing:
-                    self.log(f"mlflow: sending metrics again ({len(self.pending)} waiting)")
+                    self.log("mlflow: metrics sent again; nothing lost")
                 delay = self.every_s
                 if closing:
                     return
@@ -218,7 +230,13 @@ class MetricSender:
         self._wake.set()
         self._thread.join()
         with self._lock:
-            return len(self.pending)
+            return sum(map(len, self.pending))
+
+
+def last_logged_step(store: Any, run_id: str, key: str = "fps") -> int:
+    """The last step of `key` in the run (-1 if none): where a killed run's metrics stopped."""
+    history = retry(lambda: store.get_metric_history(run_id, key), "reading the run's metrics")
+    return max((m.step for m in history), default=-1)
 
 
 def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_backoff_s: float = 30.0) -> Any:

@@ -60,7 +60,11 @@ def main(args, params) -> None:
             "opening the MLflow run",
         )
         trainer.extra["run_id"] = run_id
-        sender = tracking.MetricSender(client, run_id)  # in the background: an outage never stalls training
+        # a resumed run recomputes the updates after its checkpoint: keep the values already logged
+        logged = tracking.last_logged_step(client, run_id) if previous == run_id else -1
+        sender = tracking.MetricSender(client, run_id, skip_through=logged)  # background: never stalls training
+        for row in getattr(trainer, "history", []):  # a killed run's updates it had not sent yet
+            sender.add(row, int(row["step"]))
 
     def on_iteration(row):
         sender.add(row, int(row["step"]))

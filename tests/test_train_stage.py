@@ -16,45 +16,78 @@ from rlcore.config import Params
 from tests.helpers import TINY_PARAMS, copy_repo, stage, start_stage
 
 
-def test_resume_after_kill(tmp_path):
+def curve_without_clock(root) -> list[dict[str, str]]:
+    """out/train_curve.csv without its clock readings (wall_s, fps)."""
+    import csv
+
+    with (root / "out" / "train_curve.csv").open() as f:
+        return [{k: v for k, v in row.items() if k not in ("wall_s", "fps")} for row in csv.DictReader(f)]
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
+    """SIGKILL after checkpoint k, run again: the same policy (bitwise), learning curve and MLflow
+    history as an uninterrupted run with the same seed, one value per metric and step."""
+    from mlflow.tracking import MlflowClient
+
     params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 150_000, "checkpoint_every": 1}}
-    root = copy_repo(tmp_path, params, git=False)
-    stage("targets", root)
-    stage("hardware", root)
+    root, whole = copy_repo(tmp_path / "killed", params, git=False), None
+    (tmp_path / "whole").mkdir()
+    whole = copy_repo(tmp_path / "whole", params, git=False)
+    for repo in (root, whole):
+        stage("targets", repo)
+        stage("hardware", repo)
+    stage("train", whole)
     proc = start_stage("train", root)
     ckpt = root / "checkpoints" / "last.pt"
     deadline = time.time() + 180
-    state = None
+    state, sent = None, 0
     while time.time() < deadline and proc.poll() is None:
         if ckpt.is_file():
             try:
                 state = torch.load(ckpt, weights_only=True)
-            except Exception:  # noqa: BLE001 - caught mid-rename: read again
+                client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+                sent = len(client.get_metric_history(state["extra"]["run_id"], "fps"))
+            except Exception:  # noqa: BLE001 - caught mid-rename or mid-write: read again
                 state = None
-            if state and state["global_step"] >= 5 * 1024:
+            if state and sent >= 2:  # the killed run has logged updates, some past its checkpoint
                 break
         time.sleep(0.2)
-    assert state is not None and proc.poll() is None, "no checkpoint before the run ended"
+    assert state is not None and sent >= 2 and proc.poll() is None, "no checkpoint and metrics before the run ended"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = torch.load(ckpt, weights_only=True)  # the last checkpoint written before the kill
+    assert killed["env"] is not None  # the batched twin's episodes are in it
     run_id = killed["extra"]["run_id"]
     out = stage("train", root).stdout
     assert f"resumed from {ckpt}" in out and f"at step {killed['global_step']:,}" in out
     result = json.loads((root / "out" / "train.json").read_text())
     assert result["run_id"] == run_id and result["steps"] >= 150_000
-    steps = [int(line.split(",")[0]) for line in (root / "out" / "train_curve.csv").read_text().splitlines()[1:]]
-    assert steps == sorted(steps) and steps[0] == 1024  # the curve continues the killed run's history
     assert not ckpt.exists()  # a finished run removes its checkpoint, so a forced re-run starts fresh
-    from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    # the same policy, bit for bit, and the same learning curve as the uninterrupted run
+    got, want = (torch.load(r / "models" / "policy.pt", weights_only=True) for r in (root, whole))
+    for part in ("model", "norm"):
+        for key, tensor in want[part].items():
+            assert torch.equal(got[part][key], tensor), f"{part}.{key}"
+    assert curve_without_clock(root) == curve_without_clock(whole)
 
-    tracking.setup(root)
-    run_ = MlflowClient().get_run(run_id)
-    assert run_.info.status == "FINISHED"
-    history = MlflowClient().get_metric_history(run_id, "fps")
-    assert max(m.step for m in history) >= 150_000
+    # MLflow: the same run, finished, exactly one value per metric and step, the same values
+    histories = {}
+    for repo in (root, whole):
+        client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+        rid = json.loads((repo / "out" / "train.json").read_text())["run_id"]
+        assert client.get_run(rid).info.status == "FINISHED"
+        histories[repo] = {
+            key: sorted((m.step, m.value) for m in client.get_metric_history(rid, key))
+            for key in ("fps", "policy_loss", "success_rate", "curriculum_level")
+        }
+    updates = len(curve_without_clock(whole))
+    for key, values in histories[root].items():
+        steps = [step for step, _ in values]
+        assert len(steps) == len(set(steps)), f"{key} logged twice at a step"
+    assert len(histories[root]["fps"]) == updates
+    for key in ("policy_loss", "success_rate", "curriculum_level"):
+        assert histories[root][key] == histories[whole][key], key
 
 
 def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
@@ -187,3 +220,40 @@ def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
 
     tracking.setup(root)
     assert MlflowClient().get_run(state["extra"]["run_id"]).info.status == "KILLED"
+
+
+def test_nan_after_a_checkpoint_keeps_it_and_fails_the_run(tmp_path, monkeypatch, capsys):
+    """The train stage in-process; the 4th update's weights turn NaN (as a diverging run's do)."""
+    import runpy
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from rlcore.ppo.algorithm import PPO
+
+    params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "checkpoint_every": 1}}
+    root = copy_repo(tmp_path, params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    update, calls = PPO.update, []
+
+    def diverging(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            with torch.no_grad():
+                self.model.critic[0].weight.fill_(float("nan"))
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "update", diverging)
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "argv", ["stages/train.py"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(root / "stages" / "train.py"), run_name="__main__")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "NaN or inf" in err and "last good checkpoint" in err and "Traceback" not in err
+    state = torch.load(root / "checkpoints" / "last.pt", weights_only=True)
+    assert state["iteration"] == 3  # the last good update's checkpoint is kept
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    run = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_run(state["extra"]["run_id"])
+    assert run.info.status == "FAILED"

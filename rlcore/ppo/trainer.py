@@ -102,7 +102,9 @@ class Trainer:
         bar = _progress(total, self.global_step) if progress else None
         start = time.perf_counter()
         start_step = self.global_step
-        last_success, last_return = float("nan"), float("nan")
+        # rows carry the last finished episodes' figures through updates where none ended
+        last = self.history[-1] if self.history else {}
+        last_success, last_return = last.get("success_rate", float("nan")), last.get("episode_return", float("nan"))
         while self.global_step < total:
             if cfg.lr_schedule != "adaptive":
                 lr = cfg.learning_rate * (1 - self.global_step / total if cfg.lr_schedule == "linear" else 1.0)
