@@ -102,3 +102,43 @@ def test_no_cache_targets_are_reachable(small_params):
     twin = BatchedReachEnv(small_params, None, 64, "cpu")
     twin.reset()
     assert twin.target.norm(dim=1).max().item() < 1.2  # within the arm's reach
+
+
+def test_step_reward_and_success_agree_with_pybullet(small_params, small_cache):
+    """Through BatchedReachEnv.step (not the shared reward function alone): from identical states
+    whose episode ends at this step, holding still (action 0) after a previous action, the twin's
+    reward, done and success flags equal PyBullet's, for targets inside and outside the radius."""
+    cfg = small_params.env
+    bullet = ReachEnv(small_params, small_cache)
+    bullet.reset(seed=0)
+    rng = np.random.default_rng(7)
+    radii = [0.004, 0.012, 0.016, 0.026, 0.05, 0.2]  # away from the 2 cm edge by > the arm's sag
+    n = 48
+    q = rng.uniform(bullet.arm.lower * 0.8, bullet.arm.upper * 0.8, size=(n, 6))
+    prev = rng.uniform(-1, 1, size=(n, 6)).astype(np.float32)
+    twin = BatchedReachEnv(small_params, None, n, "cpu")
+    twin.reset()
+    flange = twin.fk.ee_position(torch.tensor(q, dtype=torch.float32)).numpy()
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    target = flange + direction * np.resize(radii, n)[:, None]
+    twin.q = torch.tensor(q, dtype=torch.float32)
+    twin.q_cmd, twin.qd = twin.q.clone(), torch.zeros_like(twin.q)
+    twin.prev_action, twin.target = torch.tensor(prev), torch.tensor(target, dtype=torch.float32)
+    twin.t = cfg.episode_steps - 1
+    res = twin.step(torch.zeros(n, 6))
+    assert bool(res.done.all()) and res.any_done
+    for k in range(n):
+        bullet.arm.set_joints(q[k])
+        bullet.q_cmd, bullet.prev_action = q[k].copy(), prev[k].copy()
+        bullet.target, bullet.steps = target[k], cfg.episode_steps - 1
+        _, reward, terminated, truncated, info = bullet.step(np.zeros(6, dtype=np.float32))
+        assert truncated and not terminated
+        # PyBullet's arm sags by up to ~0.1 mm in the step (the twin holds exactly): the rewards
+        # may differ by the reward's slope in distance times that sag, and no more
+        sag = float(np.linalg.norm(bullet.arm.ee_position(fk=True) - flange[k]))
+        slope = cfg.reward.distance + cfg.reward.precision / cfg.reward.precision_sigma
+        assert abs(float(res.reward[k]) - reward) <= slope * sag + 1e-5, (k, sag)
+        assert bool(res.success[k]) == bool(info["is_success"]), (k, info["distance"])
+    bullet.close()
+    assert 0 < int(res.success.sum()) < n  # both outcomes were checked

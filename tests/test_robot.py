@@ -37,7 +37,8 @@ def test_chain_matches_pybullet_joint_info(urdf, ee):
 
 @pytest.mark.parametrize(("urdf", "ee"), ARMS)
 def test_fk_matches_pybullet_link_positions(urdf, ee):
-    """Every chain link's frame, 10,000 random configurations, within 1e-5 m (float32 FK)."""
+    """Every chain link's frame and the end effector through ee_position, 10,000 random
+    configurations, within 1e-5 m (float32 FK)."""
     chain = read_chain(urdf, ee)
     arm = BulletArm(chain)
     rng = np.random.default_rng(0)
@@ -51,6 +52,10 @@ def test_fk_matches_pybullet_link_positions(urdf, ee):
     got, _ = fk.link_poses(torch.tensor(q, dtype=torch.float32))
     err = np.abs(got.numpy().astype(np.float64) - expected).max()
     assert err < 1e-5, f"worst FK error {err:.2e} m"
+    # the env's hot path (ee_position, not link_poses) against PyBullet's end-effector frame
+    ee = fk.ee_position(torch.tensor(q, dtype=torch.float32)).numpy().astype(np.float64)
+    err = np.abs(ee - expected[:, -1]).max()
+    assert err < 1e-5, f"worst ee_position error {err:.2e} m"
 
 
 def test_fanuc_geometry_and_zero_pose():
