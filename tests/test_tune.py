@@ -16,7 +16,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from rlcore.config import load_params
+from rlcore.config import Params, load_params
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
 from rlcore.study import TuneOptions, run_worker
 from rlcore.targets import build_cache
@@ -163,6 +163,42 @@ def test_waiting_retry_is_run_not_waited_for(workdir):
     trials = run_worker(params, opts, DECISION, FakeTrain()).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert trials[1].params == retry
+
+
+def test_real_objective_with_median_pruning_on_sqlite(workdir):
+    """The real objective (rlcore training, held-out evaluation in the twin) with the median
+    pruner active. Two easy trials (a 50 cm success radius) run first; the two hard ones after
+    them (1 mm) report far below their median at the same progress and are pruned."""
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    data = load_params(workdir / "params.yaml").model_dump()
+    data["tune"].update(
+        pruner_startup_trials=2,
+        pruner_warmup_percent=0,
+        space={"env.success_radius": {"type": "categorical", "choices": [0.001, 0.5]}},
+    )
+    params = Params.model_validate(data)
+    opts = options(workdir, "median", 4)
+    opts.steps_per_trial = 64 * 8 * 24  # 24 updates of 64 envs: episodes end at updates 8, 15 and 23
+    study = optuna.create_study(storage=opts.storage, study_name="median", direction="maximize")
+    for radius in (0.5, 0.5, 0.001, 0.001):
+        study.enqueue_trial({"env.success_radius": radius})
+    trials = run_worker(params, opts, {**DECISION, "n_envs_batched": 64}, None).get_trials()
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2, states
+    assert all(0.5 < t.value <= 1.0 for t in trials[:2])  # real held-out success in the twin
+    assert all(t.user_attrs["prune_reason"].startswith("median pruner") for t in trials[2:])
+    tracking.setup(workdir)
+    client = MlflowClient()
+    parent = study.user_attrs.get("mlflow_parent_run_id") or optuna.load_study(
+        study_name="median", storage=opts.storage
+    ).user_attrs["mlflow_parent_run_id"]
+    experiment = client.get_experiment_by_name("rlcore").experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    logged = sorted((r.data.params["env.success_radius"], r.data.tags["trial_state"]) for r in children)
+    assert logged == [("0.001", "PRUNED")] * 2 + [("0.5", "COMPLETE")] * 2
 
 
 def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> subprocess.Popen:
