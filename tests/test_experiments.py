@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import copy_repo, dvc, run
 
+pytestmark = pytest.mark.slow  # minutes: whole DAGs in DVC experiments
+
 OUTPUTS = ("data", "models", "out", "checkpoints")
 
 

@@ -149,15 +149,18 @@ def test_nan_loss_stops_with_clear_error(tmp_path):
 
 
 class OpRecorder(TorchDispatchMode):
+    """Every aten op dispatched, tagged with the training phase it ran in."""
+
     def __init__(self):
         super().__init__()
-        self.ops: list[str] = []
+        self.phase = "rollout"
+        self.ops: list[tuple[str, str]] = []
         self.float64: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = str(func)
-        self.ops.append(name)
+        self.ops.append((self.phase, name))
         for t in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(t, torch.Tensor) and t.dtype == torch.float64:
                 self.float64.append(name)
@@ -167,30 +170,33 @@ class OpRecorder(TorchDispatchMode):
 FALLBACK_OPS = ("_foreach", "lerp", "aten.normal", "_fused_adam")
 
 
-def test_directml_readiness_audit():
-    """One rollout step and one PPO update on DirectML's capability flags: no op known to fall
-    back to the CPU on DirectML, nothing float64, and no host sync inside a rollout step."""
-    params = tiny_params()
+def test_directml_readiness_audit(monkeypatch):
+    """The real Trainer.train, one update, on DirectML's capability flags: no op known to fall
+    back to the CPU on DirectML, nothing float64, and no host sync inside the rollout."""
+    params = tiny_params(total_steps=8 * 16)  # one update of 16 envs x 8 steps
     trainer = make_trainer(params)
-    env, model = trainer.env, trainer.model
-    obs = env.reset()
-    with OpRecorder() as step_ops:
-        obs_n = trainer._normalise(obs, update=True)
-        actions, log_probs, values = trainer.ppo.act(obs_n)
-        res = env.step(actions)
-        trainer.storage.add(obs_n, actions, log_probs, res.reward, res.done.float(), values)
-    for _ in range(params.train.n_steps - 1):
-        res = env.step(trainer.ppo.act(trainer._normalise(res.obs))[0])
-        trainer.storage.add(obs_n, actions, log_probs, res.reward, res.done.float(), values)
-    with OpRecorder() as update_ops:
-        trainer.storage.compute_gae(model.value(trainer._normalise(res.obs)), 0.99, 0.95)
-        trainer.ppo.update(trainer.storage, trainer.batch_size)
-    for rec in (step_ops, update_ops):
-        bad = sorted({op for op in rec.ops if any(f in op for f in FALLBACK_OPS)})
-        assert not bad, f"ops that fall back on DirectML: {bad}"
-        assert not rec.float64, f"float64 tensors from: {sorted(set(rec.float64))}"
-    assert "aten._local_scalar_dense.default" not in step_ops.ops  # no device->host sync per step
-    assert len(update_ops.ops) > 50  # the audit saw the update
+    recorder = OpRecorder()
+    update = trainer.ppo.update
+
+    def phased_update(*args, **kwargs):
+        recorder.phase = "update"
+        try:
+            return update(*args, **kwargs)
+        finally:
+            recorder.phase = "after update"  # the once-per-update host work: metrics, curriculum
+
+    monkeypatch.setattr(trainer.ppo, "update", phased_update)
+    with recorder:
+        trainer.train(progress=False)
+    assert trainer.iteration == 1
+    phases = {phase for phase, _ in recorder.ops}
+    assert {"rollout", "update", "after update"} <= phases  # the audit saw all of train()
+    bad = sorted({op for _, op in recorder.ops if any(f in op for f in FALLBACK_OPS)})
+    assert not bad, f"ops that fall back on DirectML: {bad}"
+    assert not recorder.float64, f"float64 tensors from: {sorted(set(recorder.float64))}"
+    rollout = [op for phase, op in recorder.ops if phase == "rollout"]
+    assert "aten._local_scalar_dense.default" not in rollout  # no device->host sync per step
+    assert len([op for phase, op in recorder.ops if phase == "update"]) > 50
 
 
 @pytest.mark.parametrize("activation", ["elu", "tanh", "relu", "silu"])

@@ -24,6 +24,7 @@ def curve_without_clock(root) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k not in ("wall_s", "fps")} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
     """SIGKILL after checkpoint k, run again: the same policy (bitwise), learning curve and MLflow
     history as an uninterrupted run with the same seed, one value per metric and step."""
@@ -142,6 +143,7 @@ def test_sb3_baseline_stage_logs_under_rlcore_names(tmp_path):
     assert "sb3 policy" in evaluation
 
 
+@pytest.mark.slow
 def test_learning_on_easy_targets(tmp_path):
     """Really trains (batched twin, easy targets only) and checks held-out success in PyBullet."""
     params = {

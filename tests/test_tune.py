@@ -192,9 +192,10 @@ def test_real_objective_with_median_pruning_on_sqlite(workdir):
     assert all(t.user_attrs["prune_reason"].startswith("median pruner") for t in trials[2:])
     tracking.setup(workdir)
     client = MlflowClient()
-    parent = study.user_attrs.get("mlflow_parent_run_id") or optuna.load_study(
-        study_name="median", storage=opts.storage
-    ).user_attrs["mlflow_parent_run_id"]
+    parent = (
+        study.user_attrs.get("mlflow_parent_run_id")
+        or optuna.load_study(study_name="median", storage=opts.storage).user_attrs["mlflow_parent_run_id"]
+    )
     experiment = client.get_experiment_by_name("rlcore").experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
     logged = sorted((r.data.params["env.success_radius"], r.data.tags["trial_state"]) for r in children)
