@@ -99,16 +99,18 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def update_table(params: Params, devices: list[str], batch: int) -> list[dict[str, Any]]:
-    """PPO minibatch-update throughput (samples/s) on each device."""
+def update_table(params: Params, devices: list[str], n_envs: int) -> list[dict[str, Any]]:
+    """Whole-PPO-update throughput (rollout samples/s) on each device, for a rollout of n_envs."""
     from rlcore.envs.bullet import obs_size
     from rlcore.robots.chain import read_chain
+    from rlcore.tuning import minibatch_size
 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
+    samples = n_envs * params.train.n_steps
     rows = []
     for spec in devices:
-        seconds = hw.time_update(hw.torch_device(spec), obs_size(dof), dof, params.train.actor_hidden, batch)
-        rows.append({"device": spec, "minibatch": batch, "samples_per_s": batch / seconds})
+        seconds = hw.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
+        rows.append({"device": spec, "minibatch": minibatch_size(params, n_envs), "samples_per_s": samples / seconds})
     return rows
 
 

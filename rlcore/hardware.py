@@ -410,26 +410,30 @@ def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int) 
     return statistics.median(times)
 
 
-def time_update(
-    device: torch.device, obs_dim: int, act_dim: int, hidden: list[int], batch: int, repeats: int = 5
-) -> float:
-    """Seconds for one PPO-sized minibatch update (forward, backward, Adam) on a device."""
+def time_update(device: torch.device, params: Any, obs_dim: int, act_dim: int, n_envs: int, repeats: int = 3) -> float:
+    """Seconds for one PPO update as training runs it on `device`: both networks at their widths
+    and activation, the fused path where PPO takes it, epochs x minibatches over an
+    n_steps x n_envs rollout with the minibatch those n_envs give."""
+    from rlcore.ppo.algorithm import PPO
     from rlcore.ppo.policy import ActorCritic
+    from rlcore.ppo.storage import RolloutStorage
+    from rlcore.tuning import minibatch_size
 
+    t = params.train
     torch.manual_seed(0)
-    model = ActorCritic(obs_dim, act_dim, hidden, hidden).to(device)
-    opt = make_adam(model.parameters(), 3e-4, capabilities(device))
-    obs = torch.randn(batch, obs_dim).to(device)
-    act = torch.randn(batch, act_dim).to(device)
-
-    def update() -> None:
-        logp, ent, value = model.evaluate(obs, act)
-        loss = -(logp.mean() + 0.01 * ent.mean()) + value.square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return _median_seconds(update, device, repeats)
+    model = ActorCritic(obs_dim, act_dim, t.actor_hidden, t.critic_hidden, t.activation, t.init_log_std).to(device)
+    ppo = PPO(model, t, capabilities(device))
+    storage = RolloutStorage(t.n_steps, n_envs, obs_dim, act_dim, device)
+    with torch.no_grad():
+        for _ in range(t.n_steps):
+            obs = torch.randn(n_envs, obs_dim, device=device)
+            actions, log_probs, values = ppo.act(obs)
+            storage.add(
+                obs, actions, log_probs, torch.randn(n_envs, device=device), torch.zeros(n_envs, device=device), values
+            )
+        storage.compute_gae(model.value(obs), t.gamma, t.gae_lambda)
+    batch = minibatch_size(params, n_envs)
+    return _median_seconds(lambda: ppo.update(storage, batch), device, repeats)
 
 
 def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, repeats: int = 3) -> float:
@@ -448,12 +452,19 @@ def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, re
 
 
 def choose_placement(
-    probes: list[Probe], timings: dict[str, dict[str, float]], cfg: HardwareConfig, bytes_per_env: float = 16384.0
+    probes: list[Probe],
+    timings: dict[str, dict[str, float]],
+    cfg: HardwareConfig,
+    bytes_per_env: float = 16384.0,
+    previous: dict[str, Any] | None = None,
 ) -> Placement:
     """Decide devices and sizes from probes and measured timings (pure: testable with fakes).
 
-    timings: {device: {"update_s": ..., "env_step_s": ...}} for each usable device;
-    bytes_per_env: device memory one batched env needs (state + its share of the rollout).
+    timings: {device: {"update_sample_s": ..., "env_sample_s": ...}} for each usable device, the
+    update's and the env's seconds per sample at that device's own n_envs; bytes_per_env: device
+    memory one batched env needs. `previous` (the last decision on this machine) is the
+    incumbent: another device replaces it only when it is `gpu_margin` times faster, so timings
+    near the margin do not flip the decision (and retrain the pipeline) from one run to the next.
     """
     usable = {p.device: p for p in probes if p.usable}
     reasons: list[str] = []
@@ -469,15 +480,31 @@ def choose_placement(
         for p in probes:
             if not p.usable:
                 reasons.append(f"{p.backend}: skipped ({p.reason})")
-        policy = _fastest(usable, timings, "update_s", cfg.gpu_margin, reasons, "policy")
-        env = _fastest(usable, timings, "env_step_s", cfg.gpu_margin, reasons, "batched env")
-    env_probe = usable[env]
-    limit = cfg.vram_limit_mb
-    if limit is None and env_probe.memory_total_mb is not None and env != "cpu":
-        limit = env_probe.memory_total_mb * cfg.vram_safety_fraction
+        previous = previous or {}
+        policy = _fastest(
+            usable, timings, "update_sample_s", cfg.gpu_margin, reasons, "policy", previous.get("policy_device")
+        )
+        env = _fastest(
+            usable, timings, "env_sample_s", cfg.gpu_margin, reasons, "batched env", previous.get("env_device")
+        )
+    limit = vram_limit(usable[env], cfg)
     n_bullet = cfg.n_envs_bullet or BULLET_ENVS
     n_batched = cfg.n_envs_batched or _default_batched_envs(env, limit, bytes_per_env)
     return Placement(policy, env, n_bullet, n_batched, limit, reasons)
+
+
+def vram_limit(probe: Probe, cfg: HardwareConfig) -> float | None:
+    """hardware.vram_limit_mb, else a GPU's total memory x vram_safety_fraction (None on a CPU)."""
+    if cfg.vram_limit_mb is not None:
+        return cfg.vram_limit_mb
+    if probe.memory_total_mb is not None and probe.device != "cpu":
+        return probe.memory_total_mb * cfg.vram_safety_fraction
+    return None
+
+
+def batched_envs_for(probe: Probe, cfg: HardwareConfig, bytes_per_env: float) -> int:
+    """The batched twin's n_envs if `probe`'s device were chosen (what placement times there)."""
+    return cfg.n_envs_batched or _default_batched_envs(probe.device, vram_limit(probe, cfg), bytes_per_env)
 
 
 def _fastest(
@@ -487,17 +514,20 @@ def _fastest(
     margin: float,
     reasons: list[str],
     what: str,
+    previous: str | None = None,
 ) -> str:
+    """The fastest timed device, unless the incumbent (the previous choice, else the CPU) is
+    within `margin` of it. Reasons hold no timings: out/hardware.json must not change between runs."""
     timed = {d: t[key] for d, t in timings.items() if d in usable and key in t}
     if not timed:
         reasons.append(f"{what}: cpu (nothing timed)")
         return "cpu"
     best = min(timed, key=timed.get)
-    cpu_time = timed.get("cpu")
-    # reasons go into hardware.json, which must not change between runs: no timings in them
-    if best != "cpu" and cpu_time is not None and cpu_time < timed[best] * margin:
-        reasons.append(f"{what}: cpu kept over {best}, which was less than {margin}x faster")
-        return "cpu"
+    incumbent = previous if previous in timed else ("cpu" if "cpu" in timed else None)
+    if incumbent is not None and best != incumbent and timed[incumbent] < timed[best] * margin:
+        why = "the previous choice" if incumbent == previous else "the default"
+        reasons.append(f"{what}: {incumbent} kept ({why}) over {best}, which was less than {margin}x faster")
+        return incumbent
     others = sorted(d for d in timed if d != best)
     reasons.append(f"{what}: {best}, fastest of the timed devices" + (f" (vs {', '.join(others)})" if others else ""))
     return best

@@ -21,7 +21,7 @@ def measure(params: Params, devices: list[str]) -> dict[str, Any]:
     return {
         "env": bench.env_table(params, r.vec_n_envs, r.env_steps),
         "batched": bench.batched_table(params, devices, r.batched_n_envs),
-        "update": bench.update_table(params, devices, 4096),
+        "update": bench.update_table(params, devices, 256),
         "ppo": bench.compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
     }
 

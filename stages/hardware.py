@@ -22,25 +22,39 @@ from rlcore.tuning import bytes_per_env, minibatch_size  # noqa: E402
 
 
 def measure(params, probes: list[hw.Probe]) -> dict[str, dict[str, float]]:
-    """Time one PPO minibatch update and one batched-env step on each usable device."""
+    """Time, on each usable device, what training would run there: one whole PPO update and a
+    batched-env step at that device's own n_envs (each a median of repeats)."""
     from rlcore.envs.bullet import obs_size
     from rlcore.robots.chain import read_chain
 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
-    n_envs = params.hardware.n_envs_batched or 4096
-    batch = minibatch_size(params, n_envs)
     timings = {}
     for probe in probes:
         if not probe.usable:
             continue
         device = hw.torch_device(probe.device)
+        n_envs = params.train.n_envs or hw.batched_envs_for(probe, params.hardware, bytes_per_env(params))
+        samples = n_envs * params.train.n_steps
+        update_s = hw.time_update(device, params, obs_size(dof), dof, n_envs)
+        env_step_s = hw.time_env(device, params, n_envs)
         timings[probe.device] = {
-            "update_s": hw.time_update(device, obs_size(dof), dof, params.train.actor_hidden, batch),
-            "env_step_s": hw.time_env(device, params, n_envs),
             "n_envs": n_envs,
-            "minibatch": batch,
+            "minibatch": minibatch_size(params, n_envs),
+            "update_s": update_s,
+            "env_step_s": env_step_s,
+            "update_sample_s": update_s / samples,
+            "env_sample_s": env_step_s / n_envs,
         }
     return timings
+
+
+def previous_decision(path: Path) -> dict | None:
+    """The last decision on this machine, kept in out/hardware_timings.json (no stage depends on
+    it, so DVC does not remove it before the stage runs, as it does out/hardware.json)."""
+    try:
+        return json.loads(path.read_text()).get("decision")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def main(args, params) -> None:
@@ -48,8 +62,11 @@ def main(args, params) -> None:
     explicit = params.hardware.device != "auto"
     timed_probes = [] if explicit else probes
     timings = measure(params, timed_probes)
+    out = Path(args.out)
+    timings_path = out.with_name("hardware_timings.json")
+    previous = previous_decision(timings_path)
     try:
-        placement = hw.choose_placement(probes, timings, params.hardware, bytes_per_env(params))
+        placement = hw.choose_placement(probes, timings, params.hardware, bytes_per_env(params), previous)
     except hw.HardwareError as err:
         raise StageError(str(err)) from None
     report = {
@@ -58,11 +75,14 @@ def main(args, params) -> None:
         "probes": [p.stable_dict() for p in probes],
         "decision": placement.to_dict(),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    volatile = {"timings": timings, "memory_free_mb": {p.device: p.memory_free_mb for p in probes if p.usable}}
-    out.with_name("hardware_timings.json").write_text(json.dumps(volatile, indent=2, sort_keys=True) + "\n")
+    volatile = {
+        "timings": timings,
+        "memory_free_mb": {p.device: p.memory_free_mb for p in probes if p.usable},
+        "decision": report["decision"],  # the incumbent of the next run (previous_decision)
+    }
+    timings_path.write_text(json.dumps(volatile, indent=2, sort_keys=True) + "\n")
     print(f"{'backend':<9} {'device':<12} {'usable':<6} {'memory MB':>10}  reason / name")
     for p in probes:
         mem = hw._unknown(p.memory_total_mb)
@@ -72,8 +92,8 @@ def main(args, params) -> None:
         )
     for dev, t in timings.items():
         print(
-            f"timing {dev}: PPO minibatch update ({t['minibatch']}) {t['update_s'] * 1e3:.2f} ms, "
-            f"batched env step ({t['n_envs']} envs) {t['env_step_s'] * 1e3:.2f} ms"
+            f"timing {dev}: PPO update ({t['n_envs']} envs x {params.train.n_steps} steps, minibatch "
+            f"{t['minibatch']}) {t['update_s'] * 1e3:.1f} ms, batched env step {t['env_step_s'] * 1e3:.2f} ms"
         )
     d = placement
     print(

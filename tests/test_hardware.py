@@ -82,12 +82,23 @@ def _probes():
     return [cpu, gpu, dml]
 
 
+def per_sample(cpu_update: float, cpu_env: float, gpu_update: float, gpu_env: float) -> dict:
+    """Injected timings: seconds per sample of the update and the env, on the CPU and a GPU."""
+    return {
+        "cpu": {"update_sample_s": cpu_update, "env_sample_s": cpu_env},
+        "cuda:0": {"update_sample_s": gpu_update, "env_sample_s": gpu_env},
+    }
+
+
 def test_placement_from_injected_timings():
     cfg = HardwareConfig()
     # GPU much faster at both: chosen for both, VRAM limit from total x safety fraction
     p = hw.choose_placement(
         _probes(),
-        {"cpu": {"update_s": 0.1, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.01, "env_step_s": 0.001}},
+        {
+            "cpu": {"update_sample_s": 0.1, "env_sample_s": 0.01},
+            "cuda:0": {"update_sample_s": 0.01, "env_sample_s": 0.001},
+        },
         cfg,
     )
     assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
@@ -96,14 +107,20 @@ def test_placement_from_injected_timings():
     # small MLP: CPU wins the update, GPU wins the env
     p = hw.choose_placement(
         _probes(),
-        {"cpu": {"update_s": 0.002, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.003, "env_step_s": 0.001}},
+        {
+            "cpu": {"update_sample_s": 0.002, "env_sample_s": 0.01},
+            "cuda:0": {"update_sample_s": 0.003, "env_sample_s": 0.001},
+        },
         cfg,
     )
     assert (p.policy_device, p.env_device) == ("cpu", "cuda:0")
     # GPU only slightly faster (below the margin): CPU kept, and the reason says so
     p = hw.choose_placement(
         _probes(),
-        {"cpu": {"update_s": 0.010, "env_step_s": 0.01}, "cuda:0": {"update_s": 0.009, "env_step_s": 0.009}},
+        {
+            "cpu": {"update_sample_s": 0.010, "env_sample_s": 0.01},
+            "cuda:0": {"update_sample_s": 0.009, "env_sample_s": 0.009},
+        },
         cfg,
     )
     assert p.policy_device == "cpu" and any("less than 1.2x faster" in r for r in p.reasons)
@@ -111,6 +128,79 @@ def test_placement_from_injected_timings():
     # explicit override of limits and sizes
     p = hw.choose_placement(_probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_batched=512))
     assert (p.policy_device, p.vram_limit_mb, p.n_envs_batched) == ("cuda:0", 1000, 512)
+
+
+def timings(cpu: float, gpu: float) -> dict[str, dict[str, float]]:
+    return {
+        "cpu": {"update_sample_s": cpu, "env_sample_s": cpu},
+        "cuda:0": {"update_sample_s": gpu, "env_sample_s": gpu},
+    }
+
+
+@pytest.mark.parametrize("ratio", [1.05, 1.15, 1.19])  # the other device faster, within the 1.2 margin
+def test_decision_near_the_margin_does_not_flip(ratio):
+    """Noisy timings near the margin keep the previous decision, whichever device it was."""
+    cfg = HardwareConfig()
+    on_gpu = {"policy_device": "cuda:0", "env_device": "cuda:0"}
+    on_cpu = {"policy_device": "cpu", "env_device": "cpu"}
+    # the GPU was chosen last time; now the CPU times slightly faster: the GPU stays
+    p = hw.choose_placement(_probes(), timings(1.0, ratio), cfg, previous=on_gpu)
+    assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
+    assert any("kept (the previous choice)" in r for r in p.reasons)
+    # the CPU was chosen last time; now the GPU times slightly faster: the CPU stays
+    p = hw.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=on_cpu)
+    assert (p.policy_device, p.env_device) == ("cpu", "cpu")
+    # a run after another with the same noisy timings agrees with it
+    again = hw.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=p.to_dict())
+    assert again.to_dict() == p.to_dict()
+
+
+def test_decision_changes_when_the_other_device_wins_by_the_margin():
+    cfg = HardwareConfig()
+    p = hw.choose_placement(
+        _probes(), timings(1.0, 1.3), cfg, previous={"policy_device": "cuda:0", "env_device": "cuda:0"}
+    )
+    assert (p.policy_device, p.env_device) == ("cpu", "cpu")
+    p = hw.choose_placement(_probes(), timings(1.3, 1.0), cfg, previous={"policy_device": "cpu", "env_device": "cpu"})
+    assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
+
+
+def test_hardware_stage_times_what_training_runs_and_keeps_its_decision(tmp_path):
+    """Each device's timing is the whole update and env at that device's own n_envs, and the
+    decision is also kept beside out/hardware.json, where DVC's removal of outputs leaves it."""
+    out = tmp_path / "hw.json"
+    proc = hardware_stage(out, "train.actor_hidden=[64,64]", "train.critic_hidden=[32,32]")
+    assert proc.returncode == 0, proc.stderr
+    kept = json.loads(out.with_name("hardware_timings.json").read_text())
+    cpu = kept["timings"]["cpu"]
+    assert cpu["n_envs"] == 256 and cpu["minibatch"] == 256 * 16 // 4
+    assert cpu["update_sample_s"] == pytest.approx(cpu["update_s"] / (256 * 16))
+    assert kept["decision"] == json.loads(out.read_text())["decision"]
+    out.unlink()  # as DVC removes a stage's outputs before running it
+    assert hardware_stage(out).returncode == 0
+    assert json.loads(out.read_text())["decision"]["policy_device"] == "cpu"
+
+
+def test_placement_times_the_update_training_runs(monkeypatch):
+    """time_update runs PPO.update itself (fused or autograd as training picks, both networks)."""
+    from rlcore.config import Params
+    from rlcore.ppo.algorithm import PPO
+
+    seen = []
+    update = PPO.update
+
+    def spy(self, storage, batch):
+        seen.append((self.fused is not None, [layer.out_features for layer in self.model.critic[::2]], batch))
+        return update(self, storage, batch)
+
+    monkeypatch.setattr(PPO, "update", spy)
+    params = Params.model_validate({"train": {"actor_hidden": [64, 64], "critic_hidden": [32, 32]}})
+    assert hw.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1) > 0
+    assert seen[0] == (False, [32, 32, 1], 64 * 16 // 4)  # unequal widths: the autograd path
+    seen.clear()
+    params = Params.model_validate({"train": {"actor_hidden": [32, 32], "critic_hidden": [32, 32]}})
+    hw.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1)
+    assert seen[0][0] is True  # equal widths and a known activation: the fused path
 
 
 def test_explicit_unusable_device_gives_probe_reason():
