@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.config import Params, load_params
 from rlcore.envs.bullet import ReachEnv
 from rlcore.envs.vec import make_vec_env
@@ -109,7 +110,7 @@ def update_table(params: Params, devices: list[str], n_envs: int) -> list[dict[s
     samples = n_envs * params.train.n_steps
     rows = []
     for spec in devices:
-        seconds = hw.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
+        seconds = placement.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
         rows.append({"device": spec, "minibatch": minibatch_size(params, n_envs), "samples_per_s": samples / seconds})
     return rows
 

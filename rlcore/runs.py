@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.config import Params
 from rlcore.targets import TargetCache
 from rlcore.tuning import estimate_memory, fit_to_limit, minibatch_size
@@ -64,11 +65,11 @@ def honour_explicit_device(params: Params, decision: dict[str, Any]) -> tuple[di
     from rlcore.tuning import bytes_per_env
 
     try:
-        placement = hw.choose_placement(hw.probe_all(), {}, params.hardware, bytes_per_env(params))
+        chosen = placement.choose_placement(hw.probe_all(), {}, params.hardware, bytes_per_env(params))
     except hw.HardwareError as err:
         raise SetupError(str(err)) from None
     note = f"hardware.device = {wanted}: probed and used (out/hardware.json decided {decision.get('policy_device')})"
-    return placement.to_dict(), note
+    return chosen.to_dict(), note
 
 
 def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]:

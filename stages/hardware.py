@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from rlcore import hardware as hw  # noqa: E402
+from rlcore import placement  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser  # noqa: E402
 from rlcore.tuning import bytes_per_env, minibatch_size  # noqa: E402
 
@@ -33,10 +34,10 @@ def measure(params, probes: list[hw.Probe]) -> dict[str, dict[str, float]]:
         if not probe.usable:
             continue
         device = hw.torch_device(probe.device)
-        n_envs = params.train.n_envs or hw.batched_envs_for(probe, params.hardware, bytes_per_env(params))
+        n_envs = params.train.n_envs or placement.batched_envs_for(probe, params.hardware, bytes_per_env(params))
         samples = n_envs * params.train.n_steps
-        update_s = hw.time_update(device, params, obs_size(dof), dof, n_envs)
-        env_step_s = hw.time_env(device, params, n_envs)
+        update_s = placement.time_update(device, params, obs_size(dof), dof, n_envs)
+        env_step_s = placement.time_env(device, params, n_envs)
         timings[probe.device] = {
             "n_envs": n_envs,
             "minibatch": minibatch_size(params, n_envs),
@@ -66,14 +67,14 @@ def main(args, params) -> None:
     timings_path = out.with_name("hardware_timings.json")
     previous = previous_decision(timings_path)
     try:
-        placement = hw.choose_placement(probes, timings, params.hardware, bytes_per_env(params), previous)
+        decided = placement.choose_placement(probes, timings, params.hardware, bytes_per_env(params), previous)
     except hw.HardwareError as err:
         raise StageError(str(err)) from None
     report = {
         "torch": torch.__version__,
         "platform": f"{platform.system()} {platform.machine()}",
         "probes": [p.stable_dict() for p in probes],
-        "decision": placement.to_dict(),
+        "decision": decided.to_dict(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -95,7 +96,7 @@ def main(args, params) -> None:
             f"timing {dev}: PPO update ({t['n_envs']} envs x {params.train.n_steps} steps, minibatch "
             f"{t['minibatch']}) {t['update_s'] * 1e3:.1f} ms, batched env step {t['env_step_s'] * 1e3:.2f} ms"
         )
-    d = placement
+    d = decided
     print(
         f"policy on {d.policy_device}, batched env on {d.env_device}; n_envs: bullet {d.n_envs_bullet}, "
         f"batched {d.n_envs_batched}; VRAM limit {hw._unknown(d.vram_limit_mb)} MB"

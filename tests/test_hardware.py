@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.config import HardwareConfig
 from rlcore.ppo.flat import FlatParameters
 from tests.helpers import run
@@ -93,7 +94,7 @@ def per_sample(cpu_update: float, cpu_env: float, gpu_update: float, gpu_env: fl
 def test_placement_from_injected_timings():
     cfg = HardwareConfig()
     # GPU much faster at both: chosen for both, VRAM limit from total x safety fraction
-    p = hw.choose_placement(
+    p = placement.choose_placement(
         _probes(),
         {
             "cpu": {"update_sample_s": 0.1, "env_sample_s": 0.01},
@@ -105,7 +106,7 @@ def test_placement_from_injected_timings():
     assert p.vram_limit_mb == pytest.approx(8000 * cfg.vram_safety_fraction)
     assert p.n_envs_batched >= 1024
     # small MLP: CPU wins the update, GPU wins the env
-    p = hw.choose_placement(
+    p = placement.choose_placement(
         _probes(),
         {
             "cpu": {"update_sample_s": 0.002, "env_sample_s": 0.01},
@@ -115,7 +116,7 @@ def test_placement_from_injected_timings():
     )
     assert (p.policy_device, p.env_device) == ("cpu", "cuda:0")
     # GPU only slightly faster (below the margin): CPU kept, and the reason says so
-    p = hw.choose_placement(
+    p = placement.choose_placement(
         _probes(),
         {
             "cpu": {"update_sample_s": 0.010, "env_sample_s": 0.01},
@@ -126,7 +127,9 @@ def test_placement_from_injected_timings():
     assert p.policy_device == "cpu" and any("less than 1.2x faster" in r for r in p.reasons)
     assert any(r.startswith("directml: skipped") for r in p.reasons)
     # explicit override of limits and sizes
-    p = hw.choose_placement(_probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_batched=512))
+    p = placement.choose_placement(
+        _probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_batched=512)
+    )
     assert (p.policy_device, p.vram_limit_mb, p.n_envs_batched) == ("cuda:0", 1000, 512)
 
 
@@ -144,24 +147,26 @@ def test_decision_near_the_margin_does_not_flip(ratio):
     on_gpu = {"policy_device": "cuda:0", "env_device": "cuda:0"}
     on_cpu = {"policy_device": "cpu", "env_device": "cpu"}
     # the GPU was chosen last time; now the CPU times slightly faster: the GPU stays
-    p = hw.choose_placement(_probes(), timings(1.0, ratio), cfg, previous=on_gpu)
+    p = placement.choose_placement(_probes(), timings(1.0, ratio), cfg, previous=on_gpu)
     assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
     assert any("kept (the previous choice)" in r for r in p.reasons)
     # the CPU was chosen last time; now the GPU times slightly faster: the CPU stays
-    p = hw.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=on_cpu)
+    p = placement.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=on_cpu)
     assert (p.policy_device, p.env_device) == ("cpu", "cpu")
     # a run after another with the same noisy timings agrees with it
-    again = hw.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=p.to_dict())
+    again = placement.choose_placement(_probes(), timings(ratio, 1.0), cfg, previous=p.to_dict())
     assert again.to_dict() == p.to_dict()
 
 
 def test_decision_changes_when_the_other_device_wins_by_the_margin():
     cfg = HardwareConfig()
-    p = hw.choose_placement(
+    p = placement.choose_placement(
         _probes(), timings(1.0, 1.3), cfg, previous={"policy_device": "cuda:0", "env_device": "cuda:0"}
     )
     assert (p.policy_device, p.env_device) == ("cpu", "cpu")
-    p = hw.choose_placement(_probes(), timings(1.3, 1.0), cfg, previous={"policy_device": "cpu", "env_device": "cpu"})
+    p = placement.choose_placement(
+        _probes(), timings(1.3, 1.0), cfg, previous={"policy_device": "cpu", "env_device": "cpu"}
+    )
     assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
 
 
@@ -195,19 +200,19 @@ def test_placement_times_the_update_training_runs(monkeypatch):
 
     monkeypatch.setattr(PPO, "update", spy)
     params = Params.model_validate({"train": {"actor_hidden": [64, 64], "critic_hidden": [32, 32]}})
-    assert hw.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1) > 0
+    assert placement.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1) > 0
     assert seen[0] == (False, [32, 32, 1], 64 * 16 // 4)  # unequal widths: the autograd path
     seen.clear()
     params = Params.model_validate({"train": {"actor_hidden": [32, 32], "critic_hidden": [32, 32]}})
-    hw.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1)
+    placement.time_update(torch.device("cpu"), params, 27, 6, 64, repeats=1)
     assert seen[0][0] is True  # equal widths and a known activation: the fused path
 
 
 def test_explicit_unusable_device_gives_probe_reason():
     with pytest.raises(hw.HardwareError, match="'directml' is not usable: torch_directml not importable"):
-        hw.choose_placement(_probes(), {}, HardwareConfig(device="directml"))
+        placement.choose_placement(_probes(), {}, HardwareConfig(device="directml"))
     with pytest.raises(hw.HardwareError, match="'mps' is not usable: no such device"):
-        hw.choose_placement(_probes(), {}, HardwareConfig(device="mps"))
+        placement.choose_placement(_probes(), {}, HardwareConfig(device="mps"))
 
 
 def test_portable_adam_matches_torch_adam():
