@@ -103,3 +103,49 @@ def stage(name: str, cwd: Path, *args: str, check: bool = True) -> subprocess.Co
 
 def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return run([str(Path(sys.executable).with_name("dvc")), *args], cwd)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(backend_uri: str, port: int, cwd: Path, artifacts: Path | None = None) -> subprocess.Popen:
+    """`mlflow server` on 127.0.0.1:port, in its own process group, ready (its /health answers).
+    At the lowest CPU priority and without MLflow 3's job runner, whose idle Huey consumers poll
+    on every core: the machine has 2 cores, and the server must not slow what it serves."""
+    import time
+    import urllib.request
+
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", backend_uri]
+    cmd += ["--artifacts-destination", str(artifacts)] if artifacts else []
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: os.nice(19),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    stop_mlflow_server(proc)
+    raise AssertionError(f"mlflow server on port {port} did not start")
+
+
+def stop_mlflow_server(proc: subprocess.Popen) -> None:
+    """Kill the server and its workers at once (SIGKILL to its process group)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -4,17 +4,13 @@ client and through a real server's REST API, and the errors a user meets first."
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import copy_repo, dvc, stage
+from tests.helpers import copy_repo, dvc, free_port, stage, start_mlflow_server, stop_mlflow_server
 
 
 @pytest.fixture(scope="module")
@@ -111,41 +107,11 @@ def test_learning_rate_change_reruns_train_evaluate_report_only(repo):
     assert "success_rate" in metrics and "fps_rlcore" in metrics
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_server_serves_the_run_over_rest(repo):
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{repo / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=repo,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_mlflow_server(f"sqlite:///{repo / 'mlflow.db'}", port, repo)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
         run_id = json.loads((repo / "out/train.json").read_text())["run_id"]
         with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}", timeout=10) as r:
             run = json.loads(r.read())["run"]
@@ -154,8 +120,7 @@ def test_mlflow_server_serves_the_run_over_rest(repo):
         metrics = {m["key"] for m in run["data"]["metrics"]}
         assert "train.n_steps" in params and "eval_success_rate" in metrics
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_mlflow_server(server)
 
 
 def test_missing_inputs_name_the_stage_to_run(tmp_path):

@@ -6,62 +6,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_PARAMS, child_env, copy_repo, stage
-from tests.test_pipeline import free_port
+from tests.helpers import TINY_PARAMS, child_env, copy_repo, free_port, stage, start_mlflow_server, stop_mlflow_server
 
 PARAMS = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 600_000, "checkpoint_every": 1000}}
 
 
 def start_server(store: Path, port: int) -> subprocess.Popen:
-    """mlflow server on 127.0.0.1:port over a SQLite store, at the lowest CPU priority and without
-    MLflow 3's job runner, whose idle Huey consumers poll on every core (the machine has 2 cores:
-    the server must not slow the training it serves)."""
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{store / 'server.db'}",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=store,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: os.nice(19),
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("mlflow server did not start")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers, at once
-    proc.wait(timeout=30)
+    return start_mlflow_server(f"sqlite:///{store / 'server.db'}", port, store, store / "artifacts")
 
 
 def train(repo: Path, uri: str, outage: tuple[Path, int] | None = None) -> dict:
@@ -72,7 +30,7 @@ def train(repo: Path, uri: str, outage: tuple[Path, int] | None = None) -> dict:
     if outage is not None:
         server, store, port = outage
         time.sleep(8)  # training under way
-        stop_server(server)
+        stop_mlflow_server(server)
         time.sleep(8)  # the server is away
         outage = (start_server(store, port), store, port)
     out, _ = proc.communicate(timeout=900)
@@ -114,4 +72,4 @@ def test_killed_and_restarted_server_loses_no_metric(tmp_path):
         print(f"training wall time: {calm_s} s without the outage, {stormy['wall_s']:.1f} s with it")
         assert stormy["wall_s"] <= 1.10 * max(calm_s)  # within 10% of a calm run of the same hour
     finally:
-        stop_server(server)
+        stop_mlflow_server(server)
