@@ -246,3 +246,14 @@ def test_flat_parameters_are_views_and_unequal_widths_use_autograd():
     loss, _ = ppo.loss(batch)
     loss.backward()
     assert ppo.flat.grad.abs().sum() > 0  # autograd accumulated into the flat gradient
+
+
+def test_a_second_bad_checkpoint_replaces_the_one_set_aside(tmp_path):
+    """A corrupt checkpoint is set aside as last.corrupt even when one is there already. (On
+    Windows a rename onto an existing file raises and Path.replace does not; on Linux both
+    overwrite, so here this checks the set-aside itself.)"""
+    (tmp_path / "last.corrupt").write_bytes(b"an older one")
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    note = make_trainer(tiny_params(), tmp_path).try_resume()
+    assert "unreadable" in note and (tmp_path / "last.corrupt").read_bytes() == b"not a checkpoint"
+    assert not (tmp_path / "last.pt").exists()

@@ -255,10 +255,10 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:  # noqa: BLE001 - a corrupt checkpoint is set aside, not fatal
-            path.rename(path.with_suffix(".corrupt"))
+            path.replace(path.with_suffix(".corrupt"))
             return f"checkpoint {path} unreadable ({err}); set aside, starting fresh"
         if state.get("params_hash") != self.state_dict()["params_hash"]:
-            path.rename(path.with_suffix(".stale"))
+            path.replace(path.with_suffix(".stale"))
             return f"checkpoint {path} was made with other params; set aside, starting fresh"
         self.load_state_dict(state)
         return f"resumed from {path} at step {self.global_step:,}"
