@@ -64,8 +64,14 @@ def setup(root: Path | None = None) -> str:
         return mlflow.get_experiment_by_name(name).experiment_id
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An error's first line (its type name when it has no text), for one-line messages."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
+
+
 def client(root: Path | None = None) -> Any:
-    """An MlflowClient bound to the store (never to MLflow's process-wide default)."""
+    """An MlflowClient bound to the store (never to MLflow's process-wide default). It acts on
+    existing runs; open_run (through setup) makes sure the experiment exists."""
     from mlflow.tracking import MlflowClient
 
     if tracking_uri(root).startswith(("http://", "https://")):
@@ -73,7 +79,6 @@ def client(root: Path | None = None) -> Any:
         # own long HTTP retries would only delay that; a user's explicit setting wins
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    setup(root)
     return MlflowClient(tracking_uri=tracking_uri(root))
 
 
@@ -197,7 +202,7 @@ class MetricSender:
             except Exception as err:  # noqa: BLE001 - any store or network error: keep the rows, retry
                 self.failures += 1
                 if self.failures == 1 or self.failures % 10 == 0:
-                    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                    first = first_line(err)
                     self.log(f"mlflow: sending metrics failed ({first}); training goes on, retrying")
                 return False
             with self._lock:
@@ -248,7 +253,7 @@ def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_back
         except Exception as err:  # noqa: BLE001 - network or store errors; the last one is raised
             if time.monotonic() + delay > deadline:
                 raise
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            first = first_line(err)
             print(f"mlflow: {what} failed ({first}); retrying in {delay:.0f} s", file=sys.stderr, flush=True)
             time.sleep(delay)
             delay = min(delay * 2, max_backoff_s)

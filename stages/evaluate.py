@@ -31,7 +31,7 @@ def main(args, params) -> None:
     try:
         policy, bundle = load_policy(str(model_path))
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        why = tracking.first_line(err, 200)
         raise StageError(f"model {model_path} is not a readable rlcore policy file ({why})") from None
     try:
         targets = runs.load_targets(params, root)
