@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from rlcore.config import Params
-from rlcore.envs.vec import make_vec_env
+from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.ppo.policy import ACTIVATIONS, ActorCritic, RunningNorm, policy_bundle
 from rlcore.targets import Curriculum, TargetCache
 from rlcore.tuning import minibatch_size
@@ -169,8 +169,6 @@ def train_sb3(
         raise ValueError("train.algo = 'sb3' runs on env.backend = 'bullet' (SB3 has no batched backend)")
     kind, why = params.train.vec_env, "as train.vec_env asks"
     if kind == "auto":  # SB3's faster vec env on this machine, measured
-        from rlcore.bench import faster_vec_env
-
         kind, why = faster_vec_env(params, res.n_envs), f"measured faster for {res.n_envs} envs here"
     venv, vec_note = make_vec_env(params, targets, res.n_envs, kind=kind, seed=params.seed)
     venv = VecNormalize(venv, norm_obs=params.train.obs_norm, norm_reward=False, clip_obs=10.0)

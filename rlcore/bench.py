@@ -1,17 +1,26 @@
-"""Throughput measurements, printed as tables: `python -m rlcore.bench {envs,batched,ppo,all}`.
+"""Throughput measurements that hold on a noisy machine, and training seeds:
+`python -m rlcore.bench {envs,batched,batched-ppo,ppo,seeds,all}`.
 
 - envs:    raw PyBullet steps/s: one env, and SB3 DummyVecEnv / SubprocVecEnv over n_envs
 - batched: the batched twin's env steps/s and memory per env, on each usable device
 - batched-ppo: end-to-end rlcore PPO steps/s on the batched twin, per device and n_envs
 - ppo:     end-to-end steps/s of rlcore PPO and SB3 PPO on the same PyBullet env and
-           hyperparameters, run alternately, with the ratio; and where rlcore's time goes
-All at the training physics of params.yaml. The report stage calls the same functions.
+           hyperparameters, with the ratio, each side's parallel efficiency, and where rlcore's
+           time goes
+- seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
+           (rlcore.seeds)
+
+Every throughput figure is the median of >= 3 rounds that alternate between the things compared
+(A B C, A B C, ...), so a slow spell of a shared machine lands on all of them; each comes with its
+spread and with the machine's single-env PyBullet steps/s, measured in the same rounds. All at the
+training physics of params.yaml. The report stage calls the same functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -21,74 +30,114 @@ import torch
 from rlcore import hardware as hw
 from rlcore import placement
 from rlcore.config import Params, load_params
-from rlcore.envs.bullet import ReachEnv
-from rlcore.envs.vec import make_vec_env
+from rlcore.envs.vec import faster_vec_env, make_vec_env, vec_env_fps
+from rlcore.stats import Spread
+
+MIN_ROUNDS = 3
+SINGLE = "single env"  # the key of the machine's single-env PyBullet steps/s in every table
+
+
+def throughput(run: Callable[[], float], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Work per second of one call of `run`, which does the work and returns how much (steps)."""
+    start = clock()
+    work = run()
+    return work / (clock() - start)
+
+
+def alternate(measures: dict[Hashable, Callable[[], float]], rounds: int) -> dict[Hashable, Spread]:
+    """Call every measure once per round, in the same order each round; each figure is the
+    median over the rounds, with its spread."""
+    results: dict[Hashable, Spread] = {key: Spread() for key in measures}
+    for _ in range(rounds):
+        for key, measure in measures.items():
+            results[key].runs.append(float(measure()))
+    return results
 
 
 def single_env_fps(params: Params, steps: int = 3000, seed: int = 0) -> float:
-    """Raw steps/s of one ReachEnv (random actions, resets included)."""
+    """Raw steps/s of one ReachEnv (random actions, resets included), start-up excluded."""
+    from rlcore.envs.bullet import ReachEnv
+
     env = ReachEnv(params)
     env.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, (steps, env.dof)).astype(np.float32)
-    start = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    fps = steps / (time.perf_counter() - start)
-    env.close()
-    return fps
+
+    def run() -> int:
+        for a in actions:
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+        return steps
+
+    try:
+        return throughput(run)
+    finally:
+        env.close()
 
 
-def vec_env_fps(params: Params, kind: str, n_envs: int, steps: int = 3000, seed: int = 0) -> float:
-    """Steps/s (summed over envs) of an SB3 VecEnv of n_envs ReachEnvs, start-up excluded."""
-    venv, _ = make_vec_env(params, None, n_envs, kind=kind, seed=seed)
-    venv.reset()
-    rng = np.random.default_rng(seed)
-    n_iters = max(1, steps // n_envs)
-    actions = rng.uniform(-1, 1, (n_iters, n_envs, venv.action_space.shape[0])).astype(np.float32)
-    venv.step(actions[0])  # warm-up
-    start = time.perf_counter()
-    for a in actions:
-        venv.step(a)
-    fps = n_iters * n_envs / (time.perf_counter() - start)
-    venv.close()
-    return fps
+def with_single_env(params: Params, measures: dict[Hashable, Callable[[], float]], steps: int = 2000) -> dict:
+    """The measures plus the machine's single-env PyBullet steps/s (where pybullet is installed)."""
+    try:
+        import pybullet  # noqa: F401
+    except ImportError:
+        return measures
+    return {**measures, SINGLE: lambda: single_env_fps(params, steps)}
 
 
-def faster_vec_env(params: Params, n_envs: int, steps: int = 2000) -> str:
-    """SB3's faster vec env for n_envs on this machine, measured: "dummy" or "subproc"."""
-    dummy = vec_env_fps(params, "dummy", n_envs, steps)
-    sub = vec_env_fps(params, "subproc", n_envs, steps) if n_envs > 1 else 0.0
-    return "dummy" if dummy >= sub else "subproc"
+def machine(results: dict[Hashable, Spread]) -> dict[str, Any]:
+    """The machine line beside every table: cores and single-env steps/s (median, spread)."""
+    single = results.get(SINGLE)
+    return {"cores": hw.cpu_cores(), "single_env": single.to_dict() if single else None}
 
 
-def env_table(params: Params, n_envs_list: list[int], steps: int) -> list[dict[str, Any]]:
-    rows = [{"kind": "single", "n_envs": 1, "fps": single_env_fps(params, steps)}]
+def machine_text(info: dict[str, Any]) -> str:
+    single = info["single_env"]
+    if single is None:
+        return f"machine: {info['cores']} cores (pybullet not installed: no single-env figure)"
+    spread = Spread(single["runs"])
+    return f"machine: {info['cores']} cores, single-env PyBullet {spread.text()} steps/s"
+
+
+def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
+    """Raw PyBullet steps/s: one env, then SB3's Dummy and Subproc VecEnvs at each n_envs."""
+    measures: dict[Hashable, Callable[[], float]] = {SINGLE: lambda: single_env_fps(params, steps)}
     for kind in ("dummy", "subproc"):
         for n in n_envs_list:
-            rows.append({"kind": kind, "n_envs": n, "fps": vec_env_fps(params, kind, n, steps)})
-    return rows
+            measures[(kind, n)] = lambda kind=kind, n=n: vec_env_fps(params, kind, n, steps)
+    results = alternate(measures, rounds)
+    rows = [{"kind": "single", "n_envs": 1, "fps": results[SINGLE].median, "spread": results[SINGLE]}]
+    rows += [{"kind": k[0], "n_envs": k[1], "fps": v.median, "spread": v} for k, v in results.items() if k != SINGLE]
+    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
 
 
-def batched_table(params: Params, devices: list[str], n_envs_list: list[int], steps: int = 30) -> list[dict[str, Any]]:
+def batched_table(
+    params: Params, devices: list[str], n_envs_list: list[int], steps: int = 30, rounds: int = MIN_ROUNDS
+) -> dict[str, Any]:
     """Batched twin: env steps/s and device memory per env (where the device can tell)."""
     from rlcore.envs.batched import BatchedReachEnv
 
-    rows = []
+    measures: dict[Hashable, Callable[[], float]] = {}
+    memory: dict[Hashable, float | None] = {}
     for spec in devices:
         device = hw.torch_device(spec)
         for n in n_envs_list:
             with hw.PeakMemory(device) as peak:
                 env = BatchedReachEnv(params, None, n, device)
                 env.reset()
-                seconds = _time_batched(env, device, steps)
-            per_env_kb = None if peak.peak_mb is None else peak.peak_mb * 1024 / n
-            rows.append({"device": spec, "n_envs": n, "fps": n / seconds, "memory_per_env_kb": per_env_kb})
-    return rows
+                _time_batched(env, device, 3)
+            memory[(spec, n)] = None if peak.peak_mb is None else peak.peak_mb * 1024 / n
+            measures[(spec, n)] = lambda env=env, device=device, n=n: n / _time_batched(env, device, steps)
+    results = alternate(with_single_env(params, measures), rounds)
+    rows = [
+        {"device": k[0], "n_envs": k[1], "fps": v.median, "spread": v, "memory_per_env_kb": memory[k]}
+        for k, v in results.items()
+        if k != SINGLE
+    ]
+    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
 
 
 def _time_batched(env: Any, device: torch.device, steps: int) -> float:
+    """Seconds per step of the batched twin (after a warm-up)."""
     actions = torch.zeros(env.num_envs, env.act_dim, device=device)
     for _ in range(3):
         env.step(actions)
@@ -100,7 +149,7 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def update_table(params: Params, devices: list[str], n_envs: int) -> list[dict[str, Any]]:
+def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
     """Whole-PPO-update throughput (rollout samples/s) on each device, for a rollout of n_envs."""
     from rlcore.envs.bullet import obs_size
     from rlcore.robots.chain import read_chain
@@ -108,11 +157,19 @@ def update_table(params: Params, devices: list[str], n_envs: int) -> list[dict[s
 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
     samples = n_envs * params.train.n_steps
-    rows = []
-    for spec in devices:
-        seconds = placement.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
-        rows.append({"device": spec, "minibatch": minibatch_size(params, n_envs), "samples_per_s": samples / seconds})
-    return rows
+    measures: dict[Hashable, Callable[[], float]] = {
+        spec: lambda spec=spec: (
+            samples / placement.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
+        )
+        for spec in devices
+    }
+    results = alternate(with_single_env(params, measures), rounds)
+    rows = [
+        {"device": spec, "minibatch": minibatch_size(params, n_envs), "samples_per_s": v.median, "spread": v}
+        for spec, v in results.items()
+        if spec != SINGLE
+    ]
+    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
 
 
 def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str, float]]:
@@ -134,29 +191,37 @@ def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str
     return summary["fps"], split
 
 
-def batched_ppo_table(params: Params, devices: list[str], n_envs_list: list[int], iterations: int = 8) -> list[dict]:
+def batched_ppo_table(
+    params: Params, devices: list[str], n_envs_list: list[int], iterations: int = 8, rounds: int = MIN_ROUNDS
+) -> dict[str, Any]:
     """End-to-end rlcore PPO steps/s on the batched twin (rollout + update, the configured
-    network and epochs), per device and n_envs; one warm-up update is excluded."""
+    network and epochs), per device and n_envs; each round trains `iterations` more updates of
+    trainers built (and warmed up by one update) beforehand."""
+    from rlcore.envs.batched import BatchedReachEnv
     from rlcore.ppo.trainer import Trainer
 
-    rows = []
+    measures: dict[Hashable, Callable[[], float]] = {}
     for spec in devices:
         device = hw.torch_device(spec)
         for n in n_envs_list:
-            from rlcore.envs.batched import BatchedReachEnv
-
             env = BatchedReachEnv(params, None, n, device)
             trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
             per_iter = params.train.n_steps * n
             trainer.train(progress=False, total_steps=per_iter)  # warm-up
-            start_step = trainer.global_step
-            hw.synchronize(device)
-            start = time.perf_counter()
-            trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
-            hw.synchronize(device)
-            fps = (trainer.global_step - start_step) / (time.perf_counter() - start)
-            rows.append({"device": spec, "n_envs": n, "ppo_fps": fps})
-    return rows
+
+            def run(trainer: Trainer = trainer, device: torch.device = device, per_iter: int = per_iter) -> float:
+                hw.synchronize(device)
+                start_step = trainer.global_step
+                trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
+                hw.synchronize(device)
+                return trainer.global_step - start_step
+
+            measures[(spec, n)] = lambda run=run: throughput(run)
+    results = alternate(with_single_env(params, measures), rounds)
+    rows = [
+        {"device": k[0], "n_envs": k[1], "ppo_fps": v.median, "spread": v} for k, v in results.items() if k != SINGLE
+    ]
+    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
 
 
 def _time_split(trainer: Any) -> dict[str, float]:
@@ -195,9 +260,11 @@ def sb3_fps(params: Params, n_envs: int, steps: int, kind: str) -> float:
 
 
 def compare_ppo(
-    params: Params, n_envs: int, steps: int, rounds: int = 2, sb3_kind: str | None = None
+    params: Params, n_envs: int, steps: int, rounds: int = MIN_ROUNDS, sb3_kind: str | None = None
 ) -> dict[str, Any]:
-    """rlcore vs SB3 PPO, alternating, on the PyBullet backend with identical settings.
+    """rlcore vs SB3 PPO on the PyBullet backend with identical settings, in alternating rounds
+    (rlcore, SB3, single env), with each side's parallel efficiency: training steps/s divided by
+    cores x single-env steps/s, a figure that carries between machines.
 
     SB3 gets its best vec env: measured here (Dummy vs Subproc at n_envs) unless given. Both run
     a constant learning rate without the KL early stop, so both do the same gradient steps (SB3
@@ -209,69 +276,134 @@ def compare_ppo(
         }
     )
     sb3_kind = sb3_kind or faster_vec_env(params, n_envs)
-    ours, theirs, splits = [], [], []
-    for _ in range(rounds):
+    splits: list[dict[str, float]] = []
+
+    def ours() -> float:
         fps, split = rlcore_fps(params, n_envs, steps)
-        ours.append(fps)
         splits.append(split)
-        theirs.append(sb3_fps(params, n_envs, steps, sb3_kind))
-    fps_rlcore, fps_sb3 = float(np.median(ours)), float(np.median(theirs))
-    split = {k: float(np.mean([s[k] for s in splits])) for k in splits[0]}
+        return fps
+
+    results = alternate(
+        {
+            "rlcore": ours,
+            "sb3": lambda: sb3_fps(params, n_envs, steps, sb3_kind),
+            SINGLE: lambda: single_env_fps(params),
+        },
+        rounds,
+    )
+    rl, sb, single = results["rlcore"], results["sb3"], results[SINGLE]
+    cores = hw.cpu_cores()
     return {
-        "fps_rlcore": fps_rlcore,
-        "fps_sb3": fps_sb3,
-        "ratio_rlcore_vs_sb3": fps_rlcore / fps_sb3,
+        "fps_rlcore": rl.median,
+        "fps_sb3": sb.median,
+        "ratio_rlcore_vs_sb3": rl.median / sb.median,
+        "ratio_runs": Spread([a / b for a, b in zip(rl.runs, sb.runs)]),
+        "rlcore": rl,
+        "sb3": sb,
+        "fps_single_env": single.median,
+        "single_env": single,
+        "cores": cores,
+        "efficiency_rlcore": rl.median / (cores * single.median),
+        "efficiency_sb3": sb.median / (cores * single.median),
         "sb3_vec_env": sb3_kind,
         "rlcore_vec_env": params.train.vec_env,
         "n_envs": n_envs,
         "steps_per_run": steps,
         "rounds": rounds,
-        "fps_rlcore_runs": ours,
-        "fps_sb3_runs": theirs,
-        "time_split_per_step": split,
+        "time_split_per_step": {k: float(np.mean([s[k] for s in splits])) for k in splits[0]},
     }
+
+
+def ppo_text(r: dict[str, Any]) -> list[str]:
+    """The comparison as printed lines (the bench command and the report's log)."""
+    s = r["time_split_per_step"]
+    return [
+        f"PPO end to end on PyBullet, {r['n_envs']} envs, {r['steps_per_run']} steps per run, "
+        f"median of {r['rounds']} alternating rounds (min-max, spread = (max-min)/median)",
+        f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['rlcore'].text()} steps/s, "
+        f"parallel efficiency {r['efficiency_rlcore']:.2f}",
+        f"  sb3    ({r['sb3_vec_env']}): {r['sb3'].text()} steps/s, parallel efficiency {r['efficiency_sb3']:.2f}",
+        f"  ratio rlcore / sb3: {r['ratio_rlcore_vs_sb3']:.2f}x (per round: {r['ratio_runs'].text('.2f')})",
+        f"  {machine_text({'cores': r['cores'], 'single_env': r['single_env'].to_dict()})}",
+        "  parallel efficiency = steps/s / (cores x single-env steps/s)",
+        f"  rlcore time per rollout step: env {s['env_s'] * 1e3:.2f} ms, "
+        f"inference {s['inference_s'] * 1e3:.2f} ms, update {s['update_s'] * 1e3:.2f} ms",
+    ]
 
 
 def usable_devices() -> list[str]:
     return [p.device for p in hw.probe_all() if p.usable]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "all"])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--n-envs", type=int, nargs="+", default=None, help="n_envs to sweep")
-    parser.add_argument("--steps", type=int, default=None, help="steps per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (ppo)")
-    args = parser.parse_args()
-    params = load_params(args.params) if Path(args.params).exists() else Params()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+def rounds_arg(text: str) -> int:
+    """An argparse type: a number of rounds, at least MIN_ROUNDS (a median of fewer is no median)."""
+    from rlcore.cli import positive_int
+
+    value = positive_int(text)
+    if value < MIN_ROUNDS:
+        raise argparse.ArgumentTypeError(
+            f"must be >= {MIN_ROUNDS} (a median needs rounds to be taken over), got {value}"
+        )
+    return value
+
+
+def print_table(title: str, table: dict[str, Any], columns: list[tuple[str, str, str]]) -> None:
+    """One table: a column per (header, row key, format), the figure's spread, the machine line."""
+    print(f"{title} (median of {table['rounds']} alternating rounds; spread = (max-min)/median)")
+    print("  ".join(f"{h:>12}" for h, _, _ in columns) + f"  {'spread':>7}")
+    for r in table["rows"]:
+        cells = ["n/a" if r[key] is None else f"{r[key]:{fmt}}" for _, key, fmt in columns]
+        print("  ".join(f"{c:>12}" for c in cells) + f"  {r['spread'].spread:>7.0%}")
+    print(machine_text(table["machine"]))
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rlcore.cli import positive_int, stage_parser
+    from rlcore.config import ConfigError
+
+    parser = stage_parser(__doc__)
+    parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
+    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "seeds", "all"])
+    parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
+    parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
+    parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
+    from rlcore.seeds import add_arguments, run_command
+
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
+    if args.what == "seeds":
+        run_command(args, params)
+        return
     if args.what in ("envs", "all"):
-        print(f"{'vec env':<10} {'n_envs':>6} {'steps/s':>10}")
-        for r in env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000):
-            print(f"{r['kind']:<10} {r['n_envs']:>6} {r['fps']:>10,.0f}")
+        table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
+        print_table(
+            "PyBullet env steps/s",
+            table,
+            [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
+        )
+    devices = usable_devices() if args.what in ("batched", "batched-ppo", "all") else []
     if args.what in ("batched", "all"):
-        print(f"{'device':<10} {'n_envs':>7} {'env steps/s':>14} {'KB/env':>8}")
-        for r in batched_table(params, usable_devices(), args.n_envs or [256, 4096, 16384]):
-            kb = "n/a" if r["memory_per_env_kb"] is None else f"{r['memory_per_env_kb']:.2f}"
-            print(f"{r['device']:<10} {r['n_envs']:>7} {r['fps']:>14,.0f} {kb:>8}")
+        table = batched_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+        cols = [
+            ("device", "device", "s"),
+            ("n_envs", "n_envs", "d"),
+            ("env steps/s", "fps", ",.0f"),
+            ("KB/env", "memory_per_env_kb", ".2f"),
+        ]
+        print_table("Batched twin env steps/s", table, cols)
     if args.what in ("batched-ppo", "all"):
-        print(f"{'device':<10} {'n_envs':>7} {'PPO steps/s':>12}   (end to end: rollout + update)")
-        for r in batched_ppo_table(params, usable_devices(), args.n_envs or [256, 4096, 16384]):
-            print(f"{r['device']:<10} {r['n_envs']:>7} {r['ppo_fps']:>12,.0f}")
+        table = batched_ppo_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+        cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
+        print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
     if args.what in ("ppo", "all"):
         n = (args.n_envs or [params.hardware.n_envs_bullet or hw.BULLET_ENVS])[0]
-        r = compare_ppo(params, n, args.steps or 8192, args.rounds)
-        print(f"PPO end to end on PyBullet, {n} envs, {r['steps_per_run']} steps x {r['rounds']} rounds, alternating")
-        ours, theirs = [round(x) for x in r["fps_rlcore_runs"]], [round(x) for x in r["fps_sb3_runs"]]
-        print(f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['fps_rlcore']:,.0f} steps/s  runs {ours}")
-        print(f"  sb3    ({r['sb3_vec_env']}):  {r['fps_sb3']:,.0f} steps/s  runs {theirs}")
-        print(f"  ratio rlcore / sb3: {r['ratio_rlcore_vs_sb3']:.2f}x")
-        s = r["time_split_per_step"]
-        print(
-            f"  rlcore time per rollout step: env {s['env_s'] * 1e3:.2f} ms, "
-            f"inference {s['inference_s'] * 1e3:.2f} ms, update {s['update_s'] * 1e3:.2f} ms"
-        )
+        for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
+            print(line)
 
 
 if __name__ == "__main__":

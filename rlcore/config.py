@@ -135,7 +135,7 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    episodes: int = Field(200, ge=1, le=100_000)
+    episodes: int | None = Field(None, ge=1, le=100_000)  # None: every held-out target once
     seed: int = Field(12345, ge=0)
     gif_episodes: int = Field(3, ge=0, le=50)
 
@@ -145,7 +145,7 @@ class ReportConfig(Section):
     batched_n_envs: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
     ppo_n_envs: int = Field(64, ge=1, le=256)  # PyBullet envs for rlcore-vs-SB3
     ppo_steps: int = Field(8192, ge=256)  # steps per end-to-end run
-    rounds: int = Field(2, ge=1, le=10)  # alternating rlcore/SB3 rounds
+    rounds: int = Field(3, ge=3, le=10)  # alternating rounds per benchmark (medians)
     env_steps: int = Field(2000, ge=100)  # steps per raw env measurement
 
 

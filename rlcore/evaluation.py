@@ -12,6 +12,7 @@ import torch
 from rlcore.config import Params
 from rlcore.envs.bullet import ReachEnv
 from rlcore.ppo.policy import DeterministicPolicy
+from rlcore.stats import rate_with_interval
 from rlcore.targets import TargetCache
 
 SUCCESS_5CM = 0.05
@@ -21,14 +22,16 @@ def evaluate(
     policy: DeterministicPolicy,
     params: Params,
     targets: TargetCache,
-    episodes: int,
+    episodes: int | None,
     seed: int = 0,
     progress: bool = False,
     gui: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run `episodes` deterministic episodes on held-out targets (all levels, spread evenly)."""
+    """Run deterministic episodes on held-out targets: every one once (episodes None), or
+    `episodes` of them drawn without replacement while they last."""
     rng = np.random.default_rng(seed)
     pool = targets.indices("heldout")
+    episodes = len(pool) if episodes is None else episodes
     chosen = pool[rng.permutation(len(pool))[:episodes]] if episodes <= len(pool) else rng.choice(pool, episodes)
     env = ReachEnv(params, targets, mode="eval", gui=gui)
     rows = []
@@ -65,21 +68,37 @@ def evaluate(
 
 
 def summarise(rows: list[dict[str, Any]], n_levels: int) -> dict[str, Any]:
+    """eval.json's figures; every success rate comes with its 95% Wilson interval (`_ci_low`,
+    `_ci_high`), the range the rate of a much longer evaluation would fall in."""
     dist = np.array([r["final_distance_mm"] for r in rows])
-    success = np.array([r["success"] for r in rows])
     reached = [r["steps_to_reach"] for r in rows if r["steps_to_reach"] != ""]
     out: dict[str, Any] = {
         "episodes": len(rows),
-        "success_rate": float(success.mean()),
-        "success_rate_5cm": float(np.mean([r["success_5cm"] for r in rows])),
+        **rate_with_interval([r["success"] for r in rows], "success_rate"),
+        **rate_with_interval([r["success_5cm"] for r in rows], "success_rate_5cm"),
         "final_distance_mm_median": float(np.median(dist)),
         "final_distance_mm_p90": float(np.percentile(dist, 90)),
         "steps_to_reach_median": float(np.median(reached)) if reached else None,
     }
     for level in range(n_levels):
-        sel = [r["success"] for r in rows if r["level"] == level]
-        out[f"success_rate_level{level}"] = float(np.mean(sel)) if sel else None
+        out.update(
+            rate_with_interval([r["success"] for r in rows if r["level"] == level], f"success_rate_level{level}")
+        )
     return out
+
+
+def describe(metrics: dict[str, Any]) -> list[str]:
+    """Printable lines: each success rate with its interval, `success_rate  94.5%  (95% CI 90.4-96.9%)`."""
+    lines = []
+    for key, value in metrics.items():
+        if key.endswith(("_ci_low", "_ci_high")):
+            continue
+        if key.startswith("success_rate") and value is not None:
+            low, high = metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]
+            lines.append(f"{key:<26} {value:6.1%}  (95% CI {low:.1%}-{high:.1%})")
+        else:
+            lines.append(f"{key:<26} {value if not isinstance(value, float) else round(value, 4)}")
+    return lines
 
 
 def write_episodes(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -126,24 +145,35 @@ def placeholder_gif(path: Path, text: str) -> None:
 
 
 def evaluate_batched(
-    policy: DeterministicPolicy, params: Params, targets: TargetCache, episodes: int, seed: int = 0, device: str = "cpu"
+    policy: DeterministicPolicy,
+    params: Params,
+    targets: TargetCache,
+    episodes: int | None,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """The same held-out evaluation in the batched twin (one episode in each of `episodes` envs):
-    the figure to compare with PyBullet's to measure sim-to-sim transfer."""
+    """The same held-out evaluation in the batched twin at accurate physics, one episode per env:
+    `episodes` sampled held-out targets, or every held-out target once (None). The figure to
+    compare with PyBullet's to measure sim-to-sim transfer, and the fast score of tuning and
+    `bench seeds`."""
     from rlcore.envs.batched import BatchedReachEnv
 
-    env = BatchedReachEnv(params, targets, episodes, device, mode="eval", seed=seed)
+    heldout = targets.positions[targets.indices("heldout")]
+    every = None if episodes is not None else torch.tensor(heldout, dtype=torch.float32)
+    n = episodes if every is None else len(every)
+    env = BatchedReachEnv(params, targets, n, device, mode="eval", seed=seed)
     env.set_level(targets.n_levels - 1)
-    obs = env.reset()
+    obs = env.reset(every)
     policy = policy.to(device)
-    for _ in range(params.env.episode_steps):
-        res = env.step(policy(obs))
-        obs = res.obs
+    with torch.no_grad():
+        for _ in range(params.env.episode_steps):
+            res = env.step(policy(obs))
+            obs = res.obs
     d = res.distance.cpu().numpy()
     return {
-        "episodes": episodes,
-        "success_rate": float((d < params.env.success_radius).mean()),
-        "success_rate_5cm": float((d < SUCCESS_5CM).mean()),
+        "episodes": n,
+        **rate_with_interval(d < params.env.success_radius, "success_rate"),
+        **rate_with_interval(d < SUCCESS_5CM, "success_rate_5cm"),
         "final_distance_mm_median": float(np.median(d) * 1000),
         "final_distance_mm_p90": float(np.percentile(d, 90) * 1000),
     }

@@ -17,11 +17,12 @@ from rlcore.config import Params  # noqa: E402
 
 
 def measure(params: Params, devices: list[str]) -> dict[str, Any]:
+    """The benchmarks, each in `report.rounds` alternating rounds (rlcore.bench)."""
     r = params.report
     return {
-        "env": bench.env_table(params, r.vec_n_envs, r.env_steps),
-        "batched": bench.batched_table(params, devices, r.batched_n_envs),
-        "update": bench.update_table(params, devices, 256),
+        "env": bench.env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
+        "batched": bench.batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
+        "update": bench.update_table(params, devices, 256, r.rounds),
         "ppo": bench.compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
     }
 
@@ -40,25 +41,47 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for kind in ("dummy", "subproc"):
-        rows = [r for r in results["env"] if r["kind"] == kind]
-        ax.plot([r["n_envs"] for r in rows], [r["fps"] for r in rows], marker="o", label=f"SB3 {kind}")
-    single = next(r["fps"] for r in results["env"] if r["kind"] == "single")
+        rows = [r for r in results["env"]["rows"] if r["kind"] == kind]
+        ax.errorbar(
+            [r["n_envs"] for r in rows],
+            [r["fps"] for r in rows],
+            yerr=_error_bars(rows),
+            marker="o",
+            capsize=3,
+            label=f"SB3 {kind}",
+        )
+    single = next(r["fps"] for r in results["env"]["rows"] if r["kind"] == "single")
     ax.axhline(single, color="gray", ls="--", label="single env")
     ax.set(xlabel="n_envs", ylabel="env steps/s", title="PyBullet env throughput", xscale="log", xticks=[1, 2, 4, 8])
     ax.legend()
     names.append(_save(fig, out_dir, "env_throughput.png"))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for device in sorted({r["device"] for r in results["batched"]}):
-        rows = [r for r in results["batched"] if r["device"] == device]
-        ax.plot([r["n_envs"] for r in rows], [r["fps"] for r in rows], marker="o", label=device)
+    for device in sorted({r["device"] for r in results["batched"]["rows"]}):
+        rows = [r for r in results["batched"]["rows"] if r["device"] == device]
+        ax.errorbar(
+            [r["n_envs"] for r in rows],
+            [r["fps"] for r in rows],
+            yerr=_error_bars(rows),
+            marker="o",
+            capsize=3,
+            label=device,
+        )
     ax.set(xlabel="n_envs", ylabel="env steps/s", title="Batched twin throughput", xscale="log", yscale="log")
     ax.legend()
     names.append(_save(fig, out_dir, "batched_throughput.png"))
 
     ppo = results["ppo"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    axes[0].bar(["rlcore", f"SB3 ({ppo['sb3_vec_env']})"], [ppo["fps_rlcore"], ppo["fps_sb3"]], color=["C0", "C1"])
+    axes[0].bar(
+        ["rlcore", f"SB3 ({ppo['sb3_vec_env']})"],
+        [ppo["fps_rlcore"], ppo["fps_sb3"]],
+        yerr=_error_bars(
+            [{"fps": ppo["fps_rlcore"], "spread": ppo["rlcore"]}, {"fps": ppo["fps_sb3"], "spread": ppo["sb3"]}]
+        ),
+        capsize=4,
+        color=["C0", "C1"],
+    )
     axes[0].set(ylabel="steps/s", title=f"PPO end to end ({ppo['ratio_rlcore_vs_sb3']:.2f}x)")
     split = ppo["time_split_per_step"]
     axes[1].bar(
@@ -93,11 +116,27 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
     return names
 
 
+def _error_bars(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """Matplotlib's asymmetric error bars: from each median down to the slowest round, up to the fastest."""
+    return [[r["fps"] - r["spread"].low for r in rows], [r["spread"].high - r["fps"] for r in rows]]
+
+
 def _save(fig: Any, out_dir: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
     return name
+
+
+def _interval(evaluation: dict[str, Any], key: str) -> str:
+    """`94.5% (95% CI 90.4-96.9%)`, or the bare rate for files written before intervals."""
+    low, high = evaluation.get(f"{key}_ci_low"), evaluation.get(f"{key}_ci_high")
+    text = f"{evaluation[key]:.1%}"
+    return text if low is None or high is None else f"{text} (95% CI {low:.1%}-{high:.1%})"
+
+
+def _spread(figure: Any) -> str:
+    return f"{figure.low:,.0f}-{figure.high:,.0f} ({figure.spread:.0%})"
 
 
 def markdown(
@@ -121,8 +160,9 @@ def markdown(
         ]
         if evaluation:
             lines += [
-                "| held-out success (2 cm / 5 cm) | "
-                f"{evaluation['success_rate']:.1%} / {evaluation['success_rate_5cm']:.1%} |",
+                f"| held-out success within 2 cm ({evaluation['episodes']} episodes) | "
+                f"{_interval(evaluation, 'success_rate')} |",
+                f"| held-out success within 5 cm | {_interval(evaluation, 'success_rate_5cm')} |",
                 "| final distance median / p90 | "
                 f"{evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |",
             ]
@@ -131,21 +171,28 @@ def markdown(
         "## Headline: rlcore PPO vs stable-baselines3 PPO",
         "",
         f"Same PyBullet env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
-        f"{ppo['steps_per_run']} steps per run, {ppo['rounds']} alternating rounds (median).",
+        f"{ppo['steps_per_run']} steps per run. Each figure is the median of {ppo['rounds']} rounds that "
+        "alternate rlcore, SB3 and a single env; the range is the slowest to the fastest round, and the "
+        "spread (max - min) / median. Parallel efficiency = steps/s / (cores x single-env steps/s).",
         "",
-        "| | steps/s |",
-        "|---|---|",
-        f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env, chunked) | {ppo['fps_rlcore']:,.0f} |",
-        f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} |",
-        f"| **ratio** | **{ppo['ratio_rlcore_vs_sb3']:.2f}x** |",
+        "| | steps/s (median) | rounds: min-max (spread) | parallel efficiency |",
+        "|---|---|---|---|",
+        f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env, chunked) | {ppo['fps_rlcore']:,.0f} | "
+        f"{_spread(ppo['rlcore'])} | {ppo['efficiency_rlcore']:.2f} |",
+        f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} | "
+        f"{_spread(ppo['sb3'])} | {ppo['efficiency_sb3']:.2f} |",
+        f"| single PyBullet env (this machine, {ppo['cores']} cores) | {ppo['fps_single_env']:,.0f} | "
+        f"{_spread(ppo['single_env'])} | |",
+        f"| **ratio rlcore / SB3** | **{ppo['ratio_rlcore_vs_sb3']:.2f}x** | per round "
+        f"{ppo['ratio_runs'].low:.2f}-{ppo['ratio_runs'].high:.2f}x | |",
         "",
         f"rlcore per rollout step: env {split['env_s'] * 1e3:.2f} ms, inference {split['inference_s'] * 1e3:.2f} ms, "
         f"update (per step) {split['update_s'] * 1e3:.2f} ms.",
         "",
     ]
     lines += ["## Which device is faster for what", ""]
-    best_env = max(results["batched"], key=lambda r: r["fps"])
-    best_upd = max(results["update"], key=lambda r: r["samples_per_s"])
+    best_env = max(results["batched"]["rows"], key=lambda r: r["fps"])
+    best_upd = max(results["update"]["rows"], key=lambda r: r["samples_per_s"])
     lines += [
         f"- PPO update: **{best_upd['device']}** is fastest here "
         f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
@@ -155,31 +202,67 @@ def markdown(
         f"**{hardware.get('env_device', '?')}**.",
         "",
     ]
-    lines += ["## PyBullet env throughput", "", "| vec env | n_envs | steps/s |", "|---|---|---|"]
-    lines += [f"| {r['kind']} | {r['n_envs']} | {r['fps']:,.0f} |" for r in results["env"]]
-    lines += ["", "## Batched twin", "", "| device | n_envs | env steps/s | KB per env |", "|---|---|---|---|"]
-    for r in results["batched"]:
-        kb = "n/a" if r["memory_per_env_kb"] is None else f"{r['memory_per_env_kb']:.2f}"
-        lines.append(f"| {r['device']} | {r['n_envs']} | {r['fps']:,.0f} | {kb} |")
-    lines += ["", "## PPO update throughput", "", "| device | minibatch | samples/s |", "|---|---|---|"]
-    lines += [f"| {r['device']} | {r['minibatch']} | {r['samples_per_s']:,.0f} |" for r in results["update"]]
+    for title, table, head, cells in [
+        (
+            "PyBullet env throughput",
+            results["env"],
+            "| vec env | n_envs |",
+            lambda r: f"| {r['kind']} | {r['n_envs']} |",
+        ),
+        ("Batched twin", results["batched"], "| device | n_envs |", lambda r: f"| {r['device']} | {r['n_envs']} |"),
+        (
+            "PPO update throughput",
+            results["update"],
+            "| device | minibatch |",
+            lambda r: f"| {r['device']} | {r['minibatch']} |",
+        ),
+    ]:
+        unit = "samples/s" if title.startswith("PPO") else "steps/s"
+        key = "samples_per_s" if title.startswith("PPO") else "fps"
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"Median of {table['rounds']} alternating rounds; {bench.machine_text(table['machine'])}.",
+            "",
+        ]
+        lines += [f"{head} {unit} | min-max (spread) |", "|---" * (head.count("|") + 1) + "|"]
+        lines += [f"{cells(r)} {r[key]:,.0f} | {_spread(r['spread'])} |" for r in table["rows"]]
+    memory = [r for r in results["batched"]["rows"] if r["memory_per_env_kb"] is not None]
+    if memory:
+        lines += [
+            "",
+            "Batched twin memory per env: "
+            + ", ".join(f"{r['device']} x{r['n_envs']}: {r['memory_per_env_kb']:.2f} KB" for r in memory)
+            + ".",
+        ]
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
 
 
 def bench_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """out/bench.json: the DVC metrics."""
+    """out/bench.json: the DVC metrics (medians over the rounds, spreads, parallel efficiencies)."""
     ppo = results["ppo"]
-    single = next(r["fps"] for r in results["env"] if r["kind"] == "single")
-    best_batched = max(results["batched"], key=lambda r: r["fps"])
+    best_batched = max(results["batched"]["rows"], key=lambda r: r["fps"])
     return {
         "fps_rlcore": round(ppo["fps_rlcore"], 1),
         "fps_sb3": round(ppo["fps_sb3"], 1),
         "ratio_rlcore_vs_sb3": round(ppo["ratio_rlcore_vs_sb3"], 3),
-        "fps_single_env": round(single, 1),
+        "spread_rlcore": round(ppo["rlcore"].spread, 3),
+        "spread_sb3": round(ppo["sb3"].spread, 3),
+        "efficiency_rlcore": round(ppo["efficiency_rlcore"], 3),
+        "efficiency_sb3": round(ppo["efficiency_sb3"], 3),
+        "fps_single_env": round(ppo["fps_single_env"], 1),
+        "cores": ppo["cores"],
+        "rounds": ppo["rounds"],
         "fps_batched_best": round(best_batched["fps"], 1),
         "batched_best_n_envs": best_batched["n_envs"],
     }
+
+
+def raw_json(results: dict[str, Any]) -> str:
+    """bench_raw.json: every round of every measurement."""
+    return json.dumps(results, indent=2, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else float(o)) + "\n"
 
 
 def load_json(path: Path) -> dict[str, Any]:

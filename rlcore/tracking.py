@@ -41,6 +41,8 @@ ITERATION_METRICS = (
     "rollout_s",
     "update_s",
     "peak_memory_mb",
+    "heldout_twin_success_rate",  # `bench seeds`: the held-out score while training (twin, accurate physics)
+    "train_s",  # `bench seeds`: training time at that score, scoring excluded
 )
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.evaluation import evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
+from rlcore.evaluation import describe, evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
 from rlcore.ppo.policy import load_policy  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
@@ -62,9 +62,9 @@ def main(args, params) -> None:
         print(f"wrote {args.gif} ({frames} frames)")
     else:
         placeholder_gif(gif, "no episodes rendered (eval.gif_episodes: 0)")
-    print(f"evaluate ({bundle['algo']} policy, {episodes} held-out episodes, PyBullet accurate physics):")
-    for key, value in metrics.items():
-        print(f"  {key:<26} {value if not isinstance(value, float) else round(value, 4)}")
+    print(f"evaluate ({bundle['algo']} policy, {metrics['episodes']} held-out episodes, PyBullet accurate physics):")
+    for line in describe(metrics):
+        print(f"  {line}")
     train_json = root / "out" / "train.json"
     if not adhoc and train_json.is_file():
         run_id = json.loads(train_json.read_text()).get("run_id")
@@ -82,7 +82,9 @@ def main(args, params) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
-    parser.add_argument("--episodes", type=positive_int, default=None, help="episodes (default eval.episodes)")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=None, help="episodes (default eval.episodes: every held-out target)"
+    )
     parser.add_argument("--gui", action="store_true", help="show a live PyBullet window")
     parser.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
     parser.add_argument("--episodes-csv", default=None)

@@ -1,7 +1,7 @@
 """Stage `report`: benchmarks (rlcore.bench) and a readable report of this pipeline run.
 
 Writes out/report/report.md with PNG figures and out/bench.json (metrics: fps_rlcore, fps_sb3,
-ratio_rlcore_vs_sb3, ...), and logs both into the MLflow run that `train` opened.
+ratio_rlcore_vs_sb3, efficiency_*, spread_*, ...), and logs both into the MLflow run that `train` opened.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ def main(args, params) -> None:
     hardware = report.load_json(root / "out" / "hardware.json")
     decision = hardware.get("decision", {})
     devices = [p["device"] for p in hardware.get("probes", []) if p.get("usable")] or ["cpu"]
-    print(f"report: benchmarking on {', '.join(devices)} (about 2-4 minutes on 2 cores)")
+    print(
+        f"report: benchmarking on {', '.join(devices)}, {params.report.rounds} alternating rounds "
+        "(about 3-5 minutes on 2 cores)"
+    )
     results = report.measure(params, devices)
     out_dir = root / args.out_dir
     images = report.figures(results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir)
     train = report.load_json(root / "out" / "train.json")
     evaluation = report.load_json(root / "out" / "eval.json")
     (out_dir / "report.md").write_text(report.markdown(results, train, evaluation, images, decision))
-    (out_dir / "bench_raw.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    (out_dir / "bench_raw.json").write_text(report.raw_json(results))
     metrics = report.bench_metrics(results)
     bench_path = root / args.bench
     bench_path.write_text(json.dumps(metrics, indent=2) + "\n")

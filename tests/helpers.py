@@ -31,7 +31,7 @@ TINY_PARAMS = {
         "batched_n_envs": [64, 256],
         "ppo_n_envs": 2,
         "ppo_steps": 256,
-        "rounds": 1,
+        "rounds": 3,
         "env_steps": 100,
     },
 }

@@ -102,8 +102,8 @@ def test_params_cover_every_section_the_code_reads(stage):
 
 
 def test_closure_sees_imports_inside_functions():
-    """The checker itself: rlcore.baseline imports rlcore.bench only inside a function."""
-    assert ROOT / "rlcore" / "bench.py" in closure(ROOT / "rlcore" / "baseline.py")
+    """The checker itself: rlcore.evaluation imports the batched twin only inside a function."""
+    assert ROOT / "rlcore" / "envs" / "batched.py" in closure(ROOT / "rlcore" / "evaluation.py")
     assert "tune" not in sections_read(ROOT / "rlcore" / "runs.py")
     assert {"train", "env"} <= sections_read(ROOT / "rlcore" / "runs.py")
 

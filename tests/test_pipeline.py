@@ -44,11 +44,19 @@ def test_repro_writes_every_output(repo):
         evaluation
     )
     assert evaluation["episodes"] == 8
+    low, high = evaluation["success_rate_ci_low"], evaluation["success_rate_ci_high"]
+    assert 0 <= low <= evaluation["success_rate"] <= high <= 1 and high - low > 0.1  # 8 episodes: a wide interval
     bench = json.loads((repo / "out/bench.json").read_text())
     assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0
     assert bench["ratio_rlcore_vs_sb3"] == pytest.approx(bench["fps_rlcore"] / bench["fps_sb3"], rel=0.01)
+    assert bench["rounds"] == 3 and bench["spread_rlcore"] >= 0 and bench["fps_single_env"] > 0
+    efficiency = bench["fps_rlcore"] / (bench["cores"] * bench["fps_single_env"])
+    assert bench["efficiency_rlcore"] == pytest.approx(efficiency, rel=0.01)
     report = (repo / "out/report/report.md").read_text()
     assert "rlcore PPO vs stable-baselines3 PPO" in report and train["run_id"] in report
+    assert "median of 3 rounds" in report and "parallel efficiency" in report and "95% CI" in report
+    raw = json.loads((repo / "out/report/bench_raw.json").read_text())
+    assert len(raw["ppo"]["rlcore"]["runs"]) == 3 and len(raw["env"]["rows"][0]["spread"]["runs"]) == 3
     assert len(list((repo / "out/report").glob("*.png"))) >= 4
     curve = (repo / "out/train_curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) > 2

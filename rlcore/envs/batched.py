@@ -87,14 +87,15 @@ class BatchedReachEnv:
     def set_level(self, level: int) -> None:
         self.level = int(level)
 
-    def reset(self) -> torch.Tensor:
-        """Start new episodes in every env; returns the observations."""
+    def reset(self, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes in every env; returns the observations. `targets` [num_envs, 3]
+        gives each env its target (e.g. every held-out target once); by default they are sampled."""
         noise = self.cfg.reset_noise * (2 * self._rand(self.num_envs, self.dof) - 1)
         self.q = torch.minimum(torch.maximum(self.home + noise, self.lower), self.upper)
         self.q_cmd = self.q.clone()
         self.qd = torch.zeros_like(self.q)
         self.prev_action = torch.zeros_like(self.q)
-        self.target = self._sample_targets(self.num_envs)
+        self.target = self._sample_targets(self.num_envs) if targets is None else targets.to(self.device)
         self.episode_return = torch.zeros_like(self.episode_return)
         self.t = 0
         self.obs = self._observe()[0]
