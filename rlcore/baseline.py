@@ -15,9 +15,9 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from rlcore.config import Params
 from rlcore.envs.vec import faster_vec_env, make_vec_env
+from rlcore.memory import minibatch_size
 from rlcore.ppo.policy import ACTIVATIONS, ActorCritic, RunningNorm, policy_bundle
 from rlcore.targets import Curriculum, TargetCache
-from rlcore.tuning import minibatch_size
 
 SB3_METRICS = {
     "train/policy_gradient_loss": "policy_loss",

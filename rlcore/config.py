@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -103,6 +103,18 @@ class HardwareConfig(Section):
     n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: hardware.BULLET_ENVS (64)
     n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
+    # PyBullet worker processes: auto = forkserver where the OS has it, else spawn (Windows)
+    mp_start_method: Literal["auto", "forkserver", "spawn", "fork"] = "auto"
+
+    @field_validator("mp_start_method")
+    @classmethod
+    def _start_method_exists_here(cls, value: str) -> str:
+        from rlcore.oscompat import start_methods
+
+        if value != "auto" and value not in start_methods():
+            available = ", ".join(start_methods())
+            raise ValueError(f"{value!r} is not available on this OS (available: {available}); use auto")
+        return value
 
 
 class TrainConfig(Section):

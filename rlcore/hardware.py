@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import platform
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,18 +20,12 @@ from typing import Any
 
 import torch
 
+from rlcore.oscompat import cpu_list, cpu_name
+
 MB = 1024 * 1024
 # PyBullet envs by default: 64 x n_steps 16 = 1024 samples per update. With 16 envs (256 samples)
 # the KL-adaptive learning rate collapsed and PyBullet training stalled near 66% success.
 BULLET_ENVS = 64
-
-
-def cpu_list() -> list[int | None]:
-    """The cores this process may run on, from its affinity mask; None for each core where the OS
-    cannot pin processes (Windows, macOS)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return [None] * (os.cpu_count() or 1)
 
 
 def cpu_cores() -> int:
@@ -114,17 +107,6 @@ def _supports_fused_adam(device: torch.device) -> bool:
         return False
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def probe_cpu() -> Probe:
     total = None
     try:
@@ -140,7 +122,7 @@ def probe_cpu() -> Probe:
         peak_memory=False,
         synchronize=True,
     )
-    name = f"{_cpu_name()} ({os.cpu_count()} logical cores)"
+    name = f"{cpu_name()} ({os.cpu_count()} logical cores)"
     return Probe("cpu", "cpu", True, "always available", name, total, None, caps)
 
 

@@ -49,10 +49,10 @@ def time_update(device: torch.device, params: Any, obs_dim: int, act_dim: int, n
     """Seconds for one PPO update as training runs it on `device`: both networks at their widths
     and activation, the fused path where PPO takes it, epochs x minibatches over an
     n_steps x n_envs rollout with the minibatch those n_envs give."""
+    from rlcore.memory import minibatch_size
     from rlcore.ppo.algorithm import PPO
     from rlcore.ppo.policy import ActorCritic
     from rlcore.ppo.storage import RolloutStorage
-    from rlcore.tuning import minibatch_size
 
     t = params.train
     torch.manual_seed(0)

@@ -22,8 +22,8 @@ import torch
 from rlcore import hardware as hw
 from rlcore import placement
 from rlcore.config import Params
+from rlcore.memory import estimate_memory, fit_to_limit, minibatch_size
 from rlcore.targets import TargetCache
-from rlcore.tuning import estimate_memory, fit_to_limit, minibatch_size
 
 
 class SetupError(RuntimeError):
@@ -62,7 +62,7 @@ def honour_explicit_device(params: Params, decision: dict[str, Any]) -> tuple[di
     canonical = wanted if ":" in wanted or wanted in ("cpu", "mps") else f"{wanted}:0"
     if decision.get("policy_device") == canonical and decision.get("env_device") == canonical:
         return decision, None
-    from rlcore.tuning import bytes_per_env
+    from rlcore.memory import bytes_per_env
 
     try:
         chosen = placement.choose_placement(hw.probe_all(), {}, params.hardware, bytes_per_env(params))

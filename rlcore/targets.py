@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from rlcore.config import Params
-from rlcore.robots.arm import BulletArm
 from rlcore.robots.chain import read_chain
 
 FORMAT_VERSION = 1
@@ -141,6 +140,8 @@ class TargetCache:
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
     """Sample, check and bin `targets.n` reachable targets (PyBullet FK and contact checks)."""
     cfg = params.targets
+    from rlcore.robots.arm import BulletArm  # PyBullet only to build a cache, not to load one
+
     arm = BulletArm(params.robot.urdf, params.robot.ee_link, self_collision=True)
     rng = np.random.default_rng(cfg.seed)
     home = np.array(params.robot.home or [0.0] * arm.chain.dof)

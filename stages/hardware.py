@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from rlcore import hardware as hw  # noqa: E402
 from rlcore import placement  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser  # noqa: E402
-from rlcore.tuning import bytes_per_env, minibatch_size  # noqa: E402
+from rlcore.memory import bytes_per_env, minibatch_size  # noqa: E402
 
 
 def measure(params, probes: list[hw.Probe]) -> dict[str, dict[str, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
@@ -82,9 +83,7 @@ def start_stage(name: str, cwd: Path, *args: str, stdout: int | None = subproces
         stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True,
-        # Ctrl-C reaches the stage even when these tests run in the background (where a
-        # non-interactive shell starts them with SIGINT ignored, which children inherit)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **posix_child(sigint_default=True),
     )
 
 
@@ -130,8 +129,7 @@ def start_mlflow_server(backend_uri: str, port: int, cwd: Path, artifacts: Path 
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: os.nice(19),
+        **posix_child(own_group=True, low_priority=True),
     )
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -146,6 +144,55 @@ def start_mlflow_server(backend_uri: str, port: int, cwd: Path, artifacts: Path 
 
 
 def stop_mlflow_server(proc: subprocess.Popen) -> None:
-    """Kill the server and its workers at once (SIGKILL to its process group)."""
-    os.killpg(proc.pid, signal.SIGKILL)
+    """Kill the server and its workers at once (SIGKILL to its process group where the OS has
+    process groups, else the server process)."""
+    if hasattr(os, "killpg"):
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
     proc.wait(timeout=30)
+
+
+def posix_child(sigint_default: bool = False, own_group: bool = False, low_priority: bool = False) -> dict:
+    """Popen keywords for what only POSIX offers, and nothing elsewhere (the one guarded helper).
+
+    sigint_default: Ctrl-C reaches the child even when the tests run in the background (where a
+    non-interactive shell starts them with SIGINT ignored, which children inherit).
+    own_group: the child leads a process group of its own (killed as one by stop_mlflow_server).
+    low_priority: the child runs at nice 19, so a server beside a timed run takes spare CPU only."""
+    if os.name != "posix":
+        return {}
+    kwargs: dict = {"start_new_session": True} if own_group else {}
+
+    def prepare() -> None:
+        if sigint_default:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if low_priority:
+            os.nice(19)
+
+    if sigint_default or low_priority:
+        kwargs["preexec_fn"] = prepare
+    return kwargs
+
+
+def module_file(name: str) -> Path | None:
+    """rlcore.x.y -> its file (package: __init__.py); None outside rlcore."""
+    if name.split(".")[0] != "rlcore":
+        return None
+    path = ROOT.joinpath(*name.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module an `import` in the file may load, function-level imports included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from pkg import module
+    return names

@@ -12,34 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, copy_repo, dvc
+from tests.helpers import ROOT, copy_repo, dvc, imported_names, module_file
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 SECTIONS = {"seed", "robot", "targets", "env", "hardware", "train", "eval", "report", "tune"}
 PARAMS_NAMES = {"params", "trial_params"}  # the names a Params object goes by in rlcore and stages/
-
-
-def module_file(name: str) -> Path | None:
-    """rlcore.x.y -> its file (package: __init__.py); None outside rlcore."""
-    if name.split(".")[0] != "rlcore":
-        return None
-    path = ROOT.joinpath(*name.split("."))
-    for candidate in (path / "__init__.py", path.with_suffix(".py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_names(path: Path) -> set[str]:
-    """Every module an `import` in the file may load, function-level imports included."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from pkg import module
-    return names
 
 
 def closure(script: Path) -> set[Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -253,7 +252,7 @@ def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
         time.sleep(0.5)
     assert running, "the worker never started a trial"
     time.sleep(2)
-    victim.send_signal(signal.SIGKILL)
+    victim.kill()  # SIGKILL on POSIX, TerminateProcess on Windows
     victim.wait()
     survivor = worker(workdir, postgres_url, name, 2, 1024)
     out = survivor.communicate(timeout=600)[0]

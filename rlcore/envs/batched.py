@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from rlcore.config import Params
-from rlcore.envs.bullet import obs_size, reach_reward, substep_gain
-from rlcore.envs.vec import StepResult
+from rlcore.envs.task import StepResult, obs_size, reach_reward, substep_gain
 from rlcore.kinematics import ForwardKinematics
 from rlcore.robots.chain import read_chain
 from rlcore.targets import TargetCache

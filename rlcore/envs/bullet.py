@@ -18,37 +18,17 @@ Episodes last `env.episode_steps` steps and never end on success (the arm must h
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pybullet as p
 
-from rlcore.config import EnvConfig, Params
+from rlcore.config import Params
+from rlcore.envs.task import obs_size, reach_reward, substep_gain
 from rlcore.robots.arm import BulletArm
 from rlcore.targets import Curriculum, TargetCache
 
-
-def obs_size(dof: int) -> int:
-    """Length of the observation vector for an arm with `dof` joints."""
-    return 3 * dof + 9
-
-
-def substep_gain(tracking: float, substeps: int) -> float:
-    """PyBullet position gain per substep that closes `tracking` of the gap per control step.
-
-    PyBullet's position motor drives v = clamp(kp (q_cmd - q) / dt_sub, +-vmax) each substep, so
-    the gap shrinks by (1 - kp) per substep: kp = 1 - (1 - tracking) ** (1 / substeps). Train and
-    eval physics (different substeps) then track alike, and the batched twin replays the same law.
-    """
-    return 1.0 - (1.0 - tracking) ** (1.0 / substeps)
-
-
-def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh) -> Any:
-    """The shaped reward, written once for floats (math.tanh) and tensors (torch.tanh)."""
-    r = cfg.reward
-    precision = 1.0 - tanh(distance / r.precision_sigma)
-    return -r.distance * distance + r.precision * precision - r.action_rate * action_delta_sq / dof
+__all__ = ["ReachEnv", "obs_size", "reach_reward", "substep_gain"]  # the task's shared parts, re-exported
 
 
 class ReachEnv(gym.Env):

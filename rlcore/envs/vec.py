@@ -1,15 +1,12 @@
 """Vectorised PyBullet envs through stable-baselines3's VecEnvs (one PyBullet client per env),
-and the tensor API (StepResult) both env backends share."""
+behind the tensor API (rlcore.envs.task.StepResult) that both env backends share."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -18,29 +15,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rlcore.config import Params
 from rlcore.envs.bullet import ReachEnv
-from rlcore.hardware import cpu_list
+from rlcore.envs.task import StepResult
+from rlcore.oscompat import cpu_list, pin_to_cpu, preload_for_forkserver, resolve_start_method
 from rlcore.targets import TargetCache
 
 log = logging.getLogger(__name__)
-
-
-class StepResult(NamedTuple):
-    """One step of n envs, as tensors on the env device.
-
-    The reach task has no terminal states: `done` marks episodes that hit the time limit, whose
-    value the trainer bootstraps from `final_obs` (the last observation before the auto-reset;
-    equal to `obs` where not done). `success`, `distance` and `episode_return` are meaningful
-    where `done`.
-    """
-
-    obs: torch.Tensor
-    reward: torch.Tensor
-    done: torch.Tensor
-    final_obs: torch.Tensor
-    success: torch.Tensor
-    distance: torch.Tensor
-    episode_return: torch.Tensor
-    any_done: bool  # known on the host without a device sync
 
 
 def env_factory(
@@ -73,7 +52,7 @@ def make_vec_env(
     if kind == "dummy" or (kind == "auto" and n_envs == 1):
         venv, note = DummyVecEnv(fns), "dummy"
     else:
-        venv, note = _subproc_or_dummy(fns, fns, kind, "subproc")
+        venv, note = _subproc_or_dummy(fns, fns, kind, "subproc", params.hardware.mp_start_method)
     venv.seed(seed)
     return venv, note
 
@@ -102,14 +81,15 @@ def faster_vec_env(params: Params, n_envs: int, steps: int = 2000) -> str:
     return "dummy" if dummy >= sub else "subproc"
 
 
-def _subproc_or_dummy(fns: list, in_process: list, kind: str, note: str) -> tuple[VecEnv, str]:
-    """SubprocVecEnv(fns); where processes cannot start, DummyVecEnv(in_process) with the reason
-    (unless kind == "subproc" was asked for explicitly)."""
+def _subproc_or_dummy(fns: list, in_process: list, kind: str, note: str, start_method: str) -> tuple[VecEnv, str]:
+    """SubprocVecEnv(fns) with `hardware.mp_start_method`; where processes cannot start,
+    DummyVecEnv(in_process) with the reason (unless kind == "subproc" was asked for explicitly)."""
+    method = resolve_start_method(start_method)
     # The fork server imports this module (torch, SB3, PyBullet) once and forks workers from it:
-    # 64 workers started in 1.9 s instead of 50 s, each importing everything itself.
-    multiprocessing.set_forkserver_preload([__name__])
+    # 64 workers started in 1.9 s instead of 50 s, each importing everything itself (spawn).
+    preload_for_forkserver(method, [__name__])
     try:
-        return SubprocVecEnv(fns, start_method="forkserver"), note
+        return SubprocVecEnv(fns, start_method=method), f"{note}, {method}"
     except Exception as err:  # noqa: BLE001 - any start failure means: run in-process
         if kind == "subproc":
             raise
@@ -131,8 +111,7 @@ class ChunkEnv(gym.Env):
     def __init__(
         self, params: Params, targets: TargetCache | None, mode: str, seeds: list[int], cpu: int | None = None
     ) -> None:
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {cpu})
+        pin_to_cpu(cpu)
         self.envs = [ReachEnv(params, targets, mode=mode) for _ in seeds]
         self.seeds = seeds
         k, single = len(seeds), self.envs[0]
@@ -191,7 +170,7 @@ def make_chunked_vec_env(
     in_process = [partial(ChunkEnv, params, targets, mode, list(range(seed, seed + n_envs)))]
     if kind == "dummy":
         return DummyVecEnv(in_process), "dummy"
-    return _subproc_or_dummy(fns, in_process, kind, f"subproc ({workers} workers)")
+    return _subproc_or_dummy(fns, in_process, kind, f"subproc ({workers} workers)", params.hardware.mp_start_method)
 
 
 class BulletVecEnv:

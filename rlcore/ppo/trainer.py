@@ -18,11 +18,11 @@ import torch
 from rlcore import hardware as hw
 from rlcore.config import Params
 from rlcore.hardware import Capabilities, PeakMemory
+from rlcore.memory import minibatch_size
 from rlcore.ppo.algorithm import PPO
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
 from rlcore.ppo.storage import RolloutStorage
 from rlcore.targets import Curriculum, TargetCache
-from rlcore.tuning import minibatch_size
 
 CHECKPOINT = "last.pt"
 

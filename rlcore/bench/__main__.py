@@ -1,0 +1,85 @@
+"""`python -m rlcore.bench`: see rlcore.bench."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rlcore import hardware as hw
+from rlcore.bench import __doc__ as DOC
+from rlcore.bench.ppo import compare_ppo, ppo_text
+from rlcore.bench.rounds import MIN_ROUNDS, machine_text, rounds_arg
+from rlcore.bench.tables import batched_ppo_table, batched_table, env_table, start_method_table
+from rlcore.config import Params, load_params
+
+
+def usable_devices() -> list[str]:
+    return [p.device for p in hw.probe_all() if p.usable]
+
+
+def print_table(title: str, table: dict[str, Any], columns: list[tuple[str, str, str]]) -> None:
+    """One table: a column per (header, row key, format), the figure's spread, the machine line."""
+    print(f"{title} (median of {table['rounds']} alternating rounds; spread = (max-min)/median)")
+    print("  ".join(f"{h:>12}" for h, _, _ in columns) + f"  {'spread':>7}")
+    for r in table["rows"]:
+        cells = ["n/a" if r[key] is None else f"{r[key]:{fmt}}" for _, key, fmt in columns]
+        print("  ".join(f"{c:>12}" for c in cells) + f"  {r['spread'].spread:>7.0%}")
+    print(machine_text(table["machine"]))
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rlcore.cli import positive_int, stage_parser
+    from rlcore.config import ConfigError
+
+    parser = stage_parser(DOC)
+    parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
+    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "workers", "seeds", "all"])
+    parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
+    parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
+    parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
+    from rlcore.seeds import add_arguments, run_command
+
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
+    if args.what == "seeds":
+        run_command(args, params)
+        return
+    if args.what in ("envs", "all"):
+        table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
+        print_table(
+            "PyBullet env steps/s",
+            table,
+            [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
+        )
+    devices = usable_devices() if args.what in ("batched", "batched-ppo", "all") else []
+    if args.what in ("batched", "all"):
+        table = batched_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+        cols = [
+            ("device", "device", "s"),
+            ("n_envs", "n_envs", "d"),
+            ("env steps/s", "fps", ",.0f"),
+            ("KB/env", "memory_per_env_kb", ".2f"),
+        ]
+        print_table("Batched twin env steps/s", table, cols)
+    if args.what in ("batched-ppo", "all"):
+        table = batched_ppo_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+        cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
+        print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
+    if args.what == "workers":
+        table = start_method_table(params, (args.n_envs or [64])[0], args.rounds)
+        cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]
+        print_table("Seconds to start PyBullet worker processes", table, cols)
+    if args.what in ("ppo", "all"):
+        n = (args.n_envs or [params.hardware.n_envs_bullet or hw.BULLET_ENVS])[0]
+        for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The reach task as both env backends share it, with neither PyBullet nor SB3: observation size,
+the gain law of position control, the reward, and the tensor API of one step (StepResult).
+The batched twin imports only this, so it runs where PyBullet does not install (a GPU box)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+
+from rlcore.config import EnvConfig
+
+
+def obs_size(dof: int) -> int:
+    """Length of the observation vector for an arm with `dof` joints."""
+    return 3 * dof + 9
+
+
+def substep_gain(tracking: float, substeps: int) -> float:
+    """PyBullet position gain per substep that closes `tracking` of the gap per control step.
+
+    PyBullet's position motor drives v = clamp(kp (q_cmd - q) / dt_sub, +-vmax) each substep, so
+    the gap shrinks by (1 - kp) per substep: kp = 1 - (1 - tracking) ** (1 / substeps). Train and
+    eval physics (different substeps) then track alike, and the batched twin replays the same law.
+    """
+    return 1.0 - (1.0 - tracking) ** (1.0 / substeps)
+
+
+def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh) -> Any:
+    """The shaped reward, written once for floats (math.tanh) and tensors (torch.tanh)."""
+    r = cfg.reward
+    precision = 1.0 - tanh(distance / r.precision_sigma)
+    return -r.distance * distance + r.precision * precision - r.action_rate * action_delta_sq / dof
+
+
+class StepResult(NamedTuple):
+    """One step of n envs, as tensors on the env device.
+
+    The reach task has no terminal states: `done` marks episodes that hit the time limit, whose
+    value the trainer bootstraps from `final_obs` (the last observation before the auto-reset;
+    equal to `obs` where not done). `success`, `distance` and `episode_return` are meaningful
+    where `done`.
+    """
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    done: torch.Tensor
+    final_obs: torch.Tensor
+    success: torch.Tensor
+    distance: torch.Tensor
+    episode_return: torch.Tensor
+    any_done: bool  # known on the host without a device sync
