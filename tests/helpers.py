@@ -65,7 +65,8 @@ def copy_repo(dest: Path, params: dict | None = None, git: bool = True) -> Path:
 
 def child_env() -> dict[str, str]:
     """The environment for a stage in a repo copy: unbuffered, the copy's own MLflow store."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # DVC_NO_ANALYTICS: no usage report from test runs (DVC sends it from a daemon it forks on POSIX)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
     return env
