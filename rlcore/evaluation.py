@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from rlcore.config import Params
-from rlcore.envs.bullet import ReachEnv
 from rlcore.ppo.policy import DeterministicPolicy
 from rlcore.stats import rate_with_interval
 from rlcore.targets import TargetCache
@@ -29,6 +28,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run deterministic episodes on held-out targets: every one once (episodes None), or
     `episodes` of them drawn without replacement while they last."""
+    from rlcore.envs.bullet import ReachEnv  # PyBullet only here: the twin's evaluation runs without it
+
     rng = np.random.default_rng(seed)
     pool = targets.indices("heldout")
     episodes = len(pool) if episodes is None else episodes
@@ -114,6 +115,8 @@ def render_gif(
 ) -> int:
     """A GIF of a few held-out episodes with the target drawn; returns the frame count."""
     from PIL import Image
+
+    from rlcore.envs.bullet import ReachEnv
 
     env = ReachEnv(params, targets, mode="eval", render_mode="rgb_array")
     pool = targets.indices("heldout")

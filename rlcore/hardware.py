@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlcore.oscompat import cpu_list, cpu_name
+from rlcore.oscompat import cpu_list, cpu_name, host_memory_mb
 
 MB = 1024 * 1024
 # PyBullet envs by default: 64 x n_steps 16 = 1024 samples per update. With 16 envs (256 samples)
@@ -108,11 +108,7 @@ def _supports_fused_adam(device: torch.device) -> bool:
 
 
 def probe_cpu() -> Probe:
-    total = None
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MB
-    except (ValueError, OSError, AttributeError):
-        pass
+    total = host_memory_mb()
     device = torch.device("cpu")
     caps = Capabilities(
         float64=True,

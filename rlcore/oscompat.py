@@ -4,6 +4,7 @@ the multiprocessing start methods. Every caller gets an answer on Windows, macOS
 - Affinity (`os.sched_getaffinity` / `sched_setaffinity`): Linux only. Elsewhere every core is
   usable and nothing is pinned.
 - `/proc/cpuinfo`: Linux only. Elsewhere `platform` names the CPU.
+- Physical memory: `os.sysconf` on Linux and macOS, GlobalMemoryStatusEx on Windows.
 - Start methods: Windows has only spawn; macOS and Linux also have forkserver (and fork).
 """
 
@@ -45,6 +46,31 @@ def cpu_name() -> str:
     except OSError:  # no /proc: Windows, macOS
         pass
     return platform.processor() or platform.machine()
+
+
+def host_memory_mb() -> float | None:
+    """The machine's physical memory in MB: sysconf on Linux and macOS, the Win32 API on Windows,
+    None where neither answers."""
+    sysconf = getattr(os, "sysconf", None)
+    if sysconf is not None:
+        try:
+            return sysconf("SC_PAGE_SIZE") * sysconf("SC_PHYS_PAGES") / 2**20
+        except (ValueError, OSError):
+            pass
+    if os.name == "nt":
+        import ctypes
+
+        class MemoryStatus(ctypes.Structure):
+            _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong)] + [
+                (name, ctypes.c_ulonglong)
+                for name in ("total", "avail", "total_page", "avail_page", "total_virtual", "avail_virtual", "ext")
+            ]
+
+        status = MemoryStatus()
+        status.length = ctypes.sizeof(MemoryStatus)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return status.total / 2**20
+    return None
 
 
 def start_methods() -> list[str]:

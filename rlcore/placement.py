@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rlcore.config import HardwareConfig
-from rlcore.hardware import BULLET_ENVS, MB, HardwareError, Probe, _unknown, capabilities, synchronize
+from rlcore.hardware import BULLET_ENVS, MB, HardwareError, Probe, _unknown, capabilities, synchronize, torch_device
 
 
 @dataclass
@@ -84,6 +84,34 @@ def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, re
             env.step(actions)
 
     return _median_seconds(block, device, repeats) / steps
+
+
+def measure_devices(params: Any, probes: list[Probe]) -> dict[str, dict[str, float]]:
+    """Time, on each usable device, what training would run there: one whole PPO update and a
+    batched-env step at that device's own n_envs (each a median of repeats)."""
+    from rlcore.envs.task import obs_size
+    from rlcore.memory import bytes_per_env, minibatch_size
+    from rlcore.robots.chain import read_chain
+
+    dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
+    timings = {}
+    for probe in probes:
+        if not probe.usable:
+            continue
+        device = torch_device(probe.device)
+        n_envs = params.train.n_envs or batched_envs_for(probe, params.hardware, bytes_per_env(params))
+        samples = n_envs * params.train.n_steps
+        update_s = time_update(device, params, obs_size(dof), dof, n_envs)
+        env_step_s = time_env(device, params, n_envs)
+        timings[probe.device] = {
+            "n_envs": n_envs,
+            "minibatch": minibatch_size(params, n_envs),
+            "update_s": update_s,
+            "env_step_s": env_step_s,
+            "update_sample_s": update_s / samples,
+            "env_sample_s": env_step_s / n_envs,
+        }
+    return timings
 
 
 def choose_placement(

@@ -19,34 +19,7 @@ import torch  # noqa: E402
 from rlcore import hardware as hw  # noqa: E402
 from rlcore import placement  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser  # noqa: E402
-from rlcore.memory import bytes_per_env, minibatch_size  # noqa: E402
-
-
-def measure(params, probes: list[hw.Probe]) -> dict[str, dict[str, float]]:
-    """Time, on each usable device, what training would run there: one whole PPO update and a
-    batched-env step at that device's own n_envs (each a median of repeats)."""
-    from rlcore.envs.bullet import obs_size
-    from rlcore.robots.chain import read_chain
-
-    dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
-    timings = {}
-    for probe in probes:
-        if not probe.usable:
-            continue
-        device = hw.torch_device(probe.device)
-        n_envs = params.train.n_envs or placement.batched_envs_for(probe, params.hardware, bytes_per_env(params))
-        samples = n_envs * params.train.n_steps
-        update_s = placement.time_update(device, params, obs_size(dof), dof, n_envs)
-        env_step_s = placement.time_env(device, params, n_envs)
-        timings[probe.device] = {
-            "n_envs": n_envs,
-            "minibatch": minibatch_size(params, n_envs),
-            "update_s": update_s,
-            "env_step_s": env_step_s,
-            "update_sample_s": update_s / samples,
-            "env_sample_s": env_step_s / n_envs,
-        }
-    return timings
+from rlcore.memory import bytes_per_env  # noqa: E402
 
 
 def previous_decision(path: Path) -> dict | None:
@@ -62,7 +35,7 @@ def main(args, params) -> None:
     probes = hw.probe_all()
     explicit = params.hardware.device != "auto"
     timed_probes = [] if explicit else probes
-    timings = measure(params, timed_probes)
+    timings = placement.measure_devices(params, timed_probes)
     out = Path(args.out)
     timings_path = out.with_name("hardware_timings.json")
     previous = previous_decision(timings_path)

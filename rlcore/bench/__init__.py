@@ -8,6 +8,8 @@
            hyperparameters, with the ratio, each side's parallel efficiency, and where rlcore's
            time goes
 - workers: seconds to start 64 PyBullet worker processes under each start method the OS has
+- gpu:     every GPU figure in one run, the CPU beside it: twin and PPO steps/s per size, memory
+           estimate vs peak, time to 95% held-out, the hardware decision (rlcore.bench.gpu)
 - seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
            (rlcore.seeds)
 

@@ -35,13 +35,18 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = stage_parser(DOC)
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
-    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "workers", "seeds", "all"])
+    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "workers", "gpu", "seeds", "all"])
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
     parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
     from rlcore.seeds import add_arguments, run_command
 
     add_arguments(parser)
+    gpu_options = parser.add_argument_group("gpu")
+    gpu_options.add_argument("--out", default="out/gpu_bench.json", help="gpu: the JSON it writes")
+    gpu_options.add_argument(
+        "--budget-steps", type=positive_int, default=20_000_000, help="gpu: most training steps to the target"
+    )
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
@@ -49,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {err}\n")
     if args.what == "seeds":
         run_command(args, params)
+        return
+    if args.what == "gpu":
+        run_gpu(args, params)
         return
     if args.what in ("envs", "all"):
         table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
@@ -79,6 +87,28 @@ def main(argv: list[str] | None = None) -> None:
         n = (args.n_envs or [params.hardware.n_envs_bullet or hw.BULLET_ENVS])[0]
         for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
             print(line)
+
+
+def run_gpu(args: argparse.Namespace, params: Params) -> None:
+    """`gpu`: every GPU figure in one run, written to --out as JSON."""
+    import json
+
+    from rlcore.bench import gpu
+    from rlcore.runs import load_targets
+    from rlcore.targets import TargetCacheError
+
+    try:
+        targets = load_targets(params, Path.cwd())
+    except TargetCacheError as err:
+        raise SystemExit(f"error: {err} (build it where pybullet installs and carry data/targets.npz along)") from None
+    sizes = args.n_envs or gpu.SIZES
+    result = gpu.run(params, targets, sizes, args.rounds, args.budget_steps, args.target, args.score_every)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    for line in gpu.lines(result):
+        print(line)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import torch
 from rlcore import hardware as hw
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine_text, single_env_fps
 from rlcore.config import Params
-from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.stats import Spread
 
 
@@ -57,6 +56,7 @@ def sb3_fps(params: Params, n_envs: int, steps: int, kind: str) -> float:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from rlcore.baseline import sb3_model
+    from rlcore.envs.vec import make_vec_env
 
     venv, _ = make_vec_env(params, None, n_envs, kind=kind, seed=params.seed)
     venv = VecNormalize(venv, norm_obs=params.train.obs_norm, norm_reward=False, clip_obs=10.0)
@@ -79,6 +79,8 @@ def compare_ppo(
     SB3 gets its best vec env: measured here (Dummy vs Subproc at n_envs) unless given. Both run
     a constant learning rate without the KL early stop, so both do the same gradient steps (SB3
     has no KL-adaptive schedule, and an early stop would make the work differ)."""
+    from rlcore.envs.vec import faster_vec_env
+
     params = params.model_copy(
         update={
             "env": params.env.model_copy(update={"backend": "bullet"}),

@@ -12,11 +12,12 @@ from rlcore import hardware as hw
 from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine, single_env_fps, throughput, with_single_env
 from rlcore.config import Params
-from rlcore.envs.vec import vec_env_fps
 
 
 def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
     """Raw PyBullet steps/s: one env, then SB3's Dummy and Subproc VecEnvs at each n_envs."""
+    from rlcore.envs.vec import vec_env_fps  # PyBullet and SB3 only here: the twin's tables run without them
+
     measures: dict[Hashable, Callable[[], float]] = {SINGLE: lambda: single_env_fps(params, steps)}
     for kind in ("dummy", "subproc"):
         for n in n_envs_list:
@@ -68,7 +69,7 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
 
 def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
     """Whole-PPO-update throughput (rollout samples/s) on each device, for a rollout of n_envs."""
-    from rlcore.envs.bullet import obs_size
+    from rlcore.envs.task import obs_size
     from rlcore.memory import minibatch_size
     from rlcore.robots.chain import read_chain
 
