@@ -73,7 +73,7 @@ def machine(results: dict[Hashable, Spread]) -> dict[str, Any]:
 def machine_text(info: dict[str, Any]) -> str:
     single = info["single_env"]
     if single is None:
-        return f"machine: {info['cores']} cores (pybullet not installed: no single-env figure)"
+        return f"machine: {info['cores']} cores (no single-env PyBullet figure: pybullet is not installed here)"
     spread = Spread(single["runs"])
     return f"machine: {info['cores']} cores, single-env PyBullet {spread.text()} steps/s"
 

@@ -139,6 +139,8 @@ def start_method_table(params: Params, n_envs: int = 64, rounds: int = MIN_ROUND
         venv.close()
         return seconds
 
-    results = alternate({m: lambda m=m: start(m) for m in start_methods()}, rounds)
-    rows = [{"method": m, "n_envs": n_envs, "start_s": v.median, "spread": v} for m, v in results.items()]
+    results = alternate(with_single_env(params, {m: lambda m=m: start(m) for m in start_methods()}), rounds)
+    rows = [
+        {"method": m, "n_envs": n_envs, "start_s": v.median, "spread": v} for m, v in results.items() if m != SINGLE
+    ]
     return {"rows": rows, "rounds": rounds, "machine": machine(results)}
