@@ -41,15 +41,7 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for kind in ("dummy", "subproc"):
-        rows = [r for r in results["env"]["rows"] if r["kind"] == kind]
-        ax.errorbar(
-            [r["n_envs"] for r in rows],
-            [r["fps"] for r in rows],
-            yerr=_error_bars(rows),
-            marker="o",
-            capsize=3,
-            label=f"SB3 {kind}",
-        )
+        _throughput_line(ax, [r for r in results["env"]["rows"] if r["kind"] == kind], f"SB3 {kind}")
     single = next(r["fps"] for r in results["env"]["rows"] if r["kind"] == "single")
     ax.axhline(single, color="gray", ls="--", label="single env")
     ax.set(xlabel="n_envs", ylabel="env steps/s", title="PyBullet env throughput", xscale="log", xticks=[1, 2, 4, 8])
@@ -58,15 +50,7 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for device in sorted({r["device"] for r in results["batched"]["rows"]}):
-        rows = [r for r in results["batched"]["rows"] if r["device"] == device]
-        ax.errorbar(
-            [r["n_envs"] for r in rows],
-            [r["fps"] for r in rows],
-            yerr=_error_bars(rows),
-            marker="o",
-            capsize=3,
-            label=device,
-        )
+        _throughput_line(ax, [r for r in results["batched"]["rows"] if r["device"] == device], device)
     ax.set(xlabel="n_envs", ylabel="env steps/s", title="Batched twin throughput", xscale="log", yscale="log")
     ax.legend()
     names.append(_save(fig, out_dir, "batched_throughput.png"))
@@ -114,6 +98,18 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
         ax.legend()
         names.append(_save(fig, out_dir, "eval_distances.png"))
     return names
+
+
+def _throughput_line(ax: Any, rows: list[dict[str, Any]], label: str) -> None:
+    """steps/s against n_envs: the medians, with bars to the slowest and fastest round."""
+    ax.errorbar(
+        [r["n_envs"] for r in rows],
+        [r["fps"] for r in rows],
+        yerr=_error_bars(rows),
+        marker="o",
+        capsize=3,
+        label=label,
+    )
 
 
 def _error_bars(rows: list[dict[str, Any]]) -> list[list[float]]:

@@ -121,10 +121,9 @@ def run(
     usable = [p for p in probes if p.usable]
     sizes_out: list[dict[str, Any]] = []
     for n in sizes:
-        fit = [p for p in usable if skip_reason(p, params, n) is None]
-        sizes_out += [
-            {"device": p.device, "n_envs": n, "skipped": skip_reason(p, params, n)} for p in usable if p not in fit
-        ]
+        reasons = {p.device: skip_reason(p, params, n) for p in usable}
+        fit = [p for p in usable if reasons[p.device] is None]
+        sizes_out += [{"device": d, "n_envs": n, "skipped": why} for d, why in reasons.items() if why is not None]
         if not fit:
             continue
         devices = [p.device for p in fit]
