@@ -197,3 +197,23 @@ def imported_names(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from pkg import module
     return names
+
+
+def mini_checkout(root: Path, sections: dict, decision: dict | None = None) -> Path:
+    """A pipeline checkout in miniature: params.yaml (the repo's, with `sections` merged in),
+    data/targets.npz built from it, and out/hardware.json holding `decision` when given."""
+    import json
+
+    from rlcore.config import load_params
+    from rlcore.targets import build_cache
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        data[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    params = load_params(root / "params.yaml")
+    build_cache(params).save(root / params.targets.path)
+    if decision is not None:
+        (root / "out").mkdir(exist_ok=True)
+        (root / "out" / "hardware.json").write_text(json.dumps({"decision": decision}))
+    return root

@@ -8,11 +8,7 @@ import json
 import subprocess
 import sys
 
-import yaml
-
-from rlcore.config import load_params
-from rlcore.targets import build_cache
-from tests.helpers import ROOT, child_env
+from tests.helpers import ROOT, child_env, mini_checkout
 
 TINY = {
     "targets": {"n": 300},
@@ -23,12 +19,7 @@ TINY = {
 
 
 def test_gpu_bench_on_the_cpu_without_pybullet(tmp_path):
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        data[section].update(values)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    params = load_params(tmp_path / "params.yaml")
-    build_cache(params).save(tmp_path / params.targets.path)  # built here, where pybullet installs
+    mini_checkout(tmp_path, TINY)  # the target cache built here, where pybullet installs
     code = (
         "import sys\n"
         "for m in ('pybullet', 'pybullet_data', 'pybullet_utils'):\n"

@@ -9,11 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from rlcore.config import load_params
-from rlcore.targets import build_cache
-from tests.helpers import child_env
+from tests.helpers import child_env, mini_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64, "reasons": []}
@@ -27,15 +24,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("seeds")
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        data[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(data))
-    params = load_params(root / "params.yaml")
-    build_cache(params).save(root / params.targets.path)
-    (root / "out").mkdir()
-    (root / "out" / "hardware.json").write_text(json.dumps({"decision": DECISION}))
+    root = mini_checkout(tmp_path_factory.mktemp("seeds"), TINY, DECISION)
     cmd = [sys.executable, "-m", "rlcore.bench", "seeds", "--seeds", "2", "--score-every", "2", "--target", "0.5"]
     cmd += ["--set-b", "env.success_radius=0.001", "--no-progress"]  # config b: no episode succeeds
     env = {**child_env(), "PYTHONPATH": str(ROOT)}

@@ -3,7 +3,6 @@ and the MLflow parent/nested runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -12,14 +11,12 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-import yaml
 from optuna.trial import TrialState
 
 from rlcore.config import Params, load_params
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
 from rlcore.study import TuneOptions, run_worker
-from rlcore.targets import build_cache
-from tests.helpers import start_stage
+from tests.helpers import mini_checkout, start_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 DECISION = {
@@ -51,17 +48,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A pipeline checkout in miniature: params.yaml, data/targets.npz, out/hardware.json."""
-    root = tmp_path_factory.mktemp("tune")
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        data[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(data))
-    params = load_params(root / "params.yaml")
-    cache = build_cache(params)
-    cache.save(root / params.targets.path)
-    (root / "out").mkdir()
-    (root / "out" / "hardware.json").write_text(json.dumps({"decision": DECISION}))
-    return root
+    return mini_checkout(tmp_path_factory.mktemp("tune"), TINY, DECISION)
 
 
 def options(root: Path, name: str, trials: int, storage: str | None = None, limit: float | None = None) -> TuneOptions:
