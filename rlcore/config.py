@@ -100,7 +100,7 @@ class HardwareConfig(Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N, directml, directml:N, mps
     vram_limit_mb: float | None = Field(None, gt=0)
     vram_safety_fraction: float = Field(0.8, gt=0.0, le=1.0)
-    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: hardware.BULLET_ENVS (64)
+    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: placement.BULLET_ENVS (64)
     n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
     # PyBullet worker processes: auto = forkserver where the OS has it, else spawn (Windows)

@@ -1,10 +1,11 @@
-"""The device layer: probe every backend, record why it is or isn't usable, device helpers.
+"""Device probes: try every backend, record why it is or isn't usable, and its capabilities.
 
 Backends: cpu, cuda (NVIDIA), rocm (AMD on Linux; torch's cuda API, told apart by
 torch.version.hip), directml (torch-directml, Windows/WSL2), mps (Apple). The rest of rlcore reads
-`Capabilities` flags, never device names, and gets its optimizer, synchronisation and memory
-figures from here. Only this module makes backend-specific calls; rlcore/placement.py times the
-devices and chooses among them.
+`Capabilities` flags, never device names. The device layer is four modules, one concern each:
+this one (probes and capabilities), rlcore/devices.py (runtime helpers: torch.device, synchronise,
+memory), rlcore/placement.py (timing the devices and choosing among them) and rlcore/adam.py (an
+Adam that runs natively everywhere). Only these make backend-specific calls.
 """
 
 from __future__ import annotations
@@ -12,37 +13,14 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from rlcore.oscompat import cpu_list, cpu_name, host_memory_mb
-
-MB = 1024 * 1024
-# PyBullet envs by default: 64 x n_steps 16 = 1024 samples per update. With 16 envs (256 samples)
-# the KL-adaptive learning rate collapsed and PyBullet training stalled near 66% success.
-BULLET_ENVS = 64
-
-
-def cpu_cores() -> int:
-    """How many cores this process may run on."""
-    return len(cpu_list())
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with n torch CPU threads, then restore the count (None: leave it as it is)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from rlcore.devices import MB
+from rlcore.oscompat import cpu_name, host_memory_mb
 
 
 class HardwareError(RuntimeError):
@@ -231,21 +209,6 @@ def probe_all(dml_importer: Callable[[str], Any] = importlib.import_module) -> l
     return [probe_cpu(), *probe_cuda(), *probe_directml(dml_importer), probe_mps()]
 
 
-# -- device helpers used everywhere else ------------------------------------------------------
-
-_DML_DEVICES: dict[str, Any] = {}
-
-
-def torch_device(spec: str, probes: list[Probe] | None = None) -> torch.device:
-    """A torch.device from our device string ("directml:0" maps to torch-directml's device)."""
-    if spec.startswith("directml"):
-        if spec not in _DML_DEVICES:
-            index = int(spec.split(":")[1]) if ":" in spec else 0
-            _DML_DEVICES[spec] = importlib.import_module("torch_directml").device(index)
-        return _DML_DEVICES[spec]
-    return torch.device(spec)
-
-
 def capabilities(device: torch.device) -> Capabilities:
     """Capability flags for a torch.device (probing the backend if needed)."""
     if device.type == "cpu":
@@ -258,96 +221,3 @@ def capabilities(device: torch.device) -> Capabilities:
     if device.type == "mps":
         return Capabilities(float64=False, fused_adam=_supports_fused_adam(device))
     return Capabilities(float64=False, foreach=False, fused_adam=False, synchronize=False)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on the device (for timing)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-    elif device.type != "cpu":  # DirectML has no synchronize(): a readback waits for the queue
-        torch.zeros(1, device=device).add_(1).cpu()
-
-
-def memory_info(device: torch.device) -> tuple[float | None, float | None]:
-    """(free, total) in MB, None where the backend cannot tell."""
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        return free / MB, total / MB
-    if device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):
-        total = torch.mps.recommended_max_memory() / MB
-        return total - torch.mps.driver_allocated_memory() / MB, total
-    return None, None
-
-
-class PeakMemory:
-    """Peak device memory (MB) over a block: exact on CUDA/ROCm, polled on MPS, None elsewhere."""
-
-    def __init__(self, device: torch.device, poll_s: float = 0.005) -> None:
-        self.device = device
-        self.poll_s = poll_s
-        self.peak_mb: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        elif self.device.type == "mps":
-            self.peak_mb = torch.mps.current_allocated_memory() / MB
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.peak_mb = max(self.peak_mb or 0.0, torch.mps.current_allocated_memory() / MB)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / MB
-        elif self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-
-
-class PortableAdam(torch.optim.Optimizer):
-    """Adam with only mul_/add_/addcmul_/addcdiv_/sqrt: no foreach, no lerp, so it stays on
-    DirectML instead of falling back to the CPU. Same update as torch.optim.Adam."""
-
-    def __init__(
-        self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
-    ) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                bias1 = 1 - beta1 ** state["step"]
-                bias2_sqrt = math.sqrt(1 - beta2 ** state["step"])
-                denom = v.sqrt().mul_(1 / bias2_sqrt).add_(group["eps"])
-                p.addcdiv_(m, denom, value=-group["lr"] / bias1)
-
-
-def make_adam(params: Any, lr: float, caps: Capabilities, eps: float = 1e-5) -> torch.optim.Optimizer:
-    """The fastest Adam that runs natively on the device."""
-    if not caps.foreach:
-        return PortableAdam(params, lr=lr, eps=eps)
-    if caps.fused_adam:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-    return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)

@@ -89,14 +89,3 @@ def fit_to_limit(params: Params, n_envs: int, limit_mb: float) -> tuple[int, int
     while batch > 8 and estimate_memory(params, n_envs, batch).total_mb > limit_mb:
         batch //= 2
     return n_envs, batch
-
-
-# -- the Optuna study ---------------------------------------------------------------------------
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """torch.OutOfMemoryError, or a backend's RuntimeError saying it ran out of memory."""
-    import torch
-
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(err, oom_type) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())

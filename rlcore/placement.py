@@ -13,7 +13,12 @@ from typing import Any
 import torch
 
 from rlcore.config import HardwareConfig
-from rlcore.hardware import BULLET_ENVS, MB, HardwareError, Probe, _unknown, capabilities, synchronize, torch_device
+from rlcore.devices import MB, synchronize, torch_device
+from rlcore.hardware import HardwareError, Probe, _unknown, capabilities
+
+# PyBullet envs by default: 64 x n_steps 16 = 1024 samples per update. With 16 envs (256 samples)
+# the KL-adaptive learning rate collapsed and PyBullet training stalled near 66% success.
+BULLET_ENVS = 64
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from rlcore import devices, placement
 from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.config import Params
 from rlcore.memory import estimate_memory, fit_to_limit, minibatch_size
 from rlcore.targets import TargetCache
@@ -154,8 +154,8 @@ def train_rlcore(
     caller open or reopen its MLflow run before the first update."""
     from rlcore.ppo.trainer import Trainer, make_env
 
-    policy_device = hw.torch_device(res.policy_device)
-    env_device = hw.torch_device(res.env_device)
+    policy_device = devices.torch_device(res.policy_device)
+    env_device = devices.torch_device(res.env_device)
     env = make_env(params, targets, res.n_envs, env_device, params.seed)
     try:
         trainer = Trainer(params, env, policy_device, hw.capabilities(policy_device), checkpoint_dir, targets.n_levels)
@@ -180,4 +180,4 @@ def cpu_threads(params: Params) -> None:
     """Torch's CPU threads: every core for the batched twin; one with PyBullet workers, which
     own the cores while they step (torch's spinning threads would steal their time). The trainer
     gives the update every core again, while the workers sleep."""
-    torch.set_num_threads(1 if params.env.backend == "bullet" else hw.cpu_cores())
+    torch.set_num_threads(1 if params.env.backend == "bullet" else devices.cpu_cores())

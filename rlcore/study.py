@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 
 from rlcore import runs, tracking
 from rlcore.config import Params
-from rlcore.memory import estimate_memory, is_out_of_memory
+from rlcore.devices import is_out_of_memory
+from rlcore.memory import estimate_memory
 from rlcore.tuning import SurplusTrial, promote_command, suggest, trial_values, with_values
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

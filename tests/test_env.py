@@ -97,8 +97,8 @@ def test_chunked_workers_equal_to_in_process(small_params, small_cache):
     """One worker process per core, each stepping a chunk; chunking changes no numbers."""
     import torch
 
+    from rlcore.devices import cpu_cores
     from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
-    from rlcore.hardware import cpu_cores
 
     cpu = torch.device("cpu")
     sub = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
@@ -120,8 +120,8 @@ def test_chunked_workers_equal_to_in_process(small_params, small_cache):
 def test_chunked_workers_pinned_one_core_each(small_params, small_cache):
     import torch
 
+    from rlcore.devices import cpu_cores
     from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
-    from rlcore.hardware import cpu_cores
 
     if cpu_cores() < 2:
         pytest.skip("one core: a single in-process chunk, nothing to pin")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlcore import adam, devices, placement
 from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.config import HardwareConfig
 from rlcore.ppo.flat import FlatParameters
 from tests.helpers import run
@@ -220,9 +220,9 @@ def test_portable_adam_matches_torch_adam():
     ref = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ELU(), torch.nn.Linear(16, 3))
     mine = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ELU(), torch.nn.Linear(16, 3))
     mine.load_state_dict(ref.state_dict())
-    opt_ref = hw.make_adam(ref.parameters(), 1e-2, hw.Capabilities(foreach=True, fused_adam=False))
-    opt_mine = hw.make_adam(mine.parameters(), 1e-2, hw.Capabilities(foreach=False))
-    assert isinstance(opt_mine, hw.PortableAdam) and isinstance(opt_ref, torch.optim.Adam)
+    opt_ref = adam.make_adam(ref.parameters(), 1e-2, hw.Capabilities(foreach=True, fused_adam=False))
+    opt_mine = adam.make_adam(mine.parameters(), 1e-2, hw.Capabilities(foreach=False))
+    assert isinstance(opt_mine, adam.PortableAdam) and isinstance(opt_ref, torch.optim.Adam)
     for _ in range(50):
         x = torch.randn(32, 5)
         for model, opt in ((ref, opt_ref), (mine, opt_mine)):
@@ -279,13 +279,13 @@ def test_explicit_unusable_device_stage_error(tmp_path):
 
 def test_torch_threads_restores_the_count():
     torch.set_num_threads(1)
-    with hw.torch_threads(hw.cpu_cores()):
-        assert torch.get_num_threads() == hw.cpu_cores()
+    with devices.torch_threads(devices.cpu_cores()):
+        assert torch.get_num_threads() == devices.cpu_cores()
     assert torch.get_num_threads() == 1
-    with pytest.raises(RuntimeError), hw.torch_threads(2):
+    with pytest.raises(RuntimeError), devices.torch_threads(2):
         raise RuntimeError("inside")
     assert torch.get_num_threads() == 1
-    with hw.torch_threads(None):
+    with devices.torch_threads(None):
         assert torch.get_num_threads() == 1
 
 
@@ -315,5 +315,5 @@ def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, mo
     finally:
         env.close()
         torch.set_num_threads(threads)
-    expected = hw.cpu_cores() if env.workers > 1 else 1
+    expected = devices.cpu_cores() if env.workers > 1 else 1
     assert seen == [expected] * 2

@@ -64,6 +64,24 @@ def test_rlcore_never_imports_stages():
     assert not bad
 
 
+DEVICE_LAYER = ["rlcore/hardware.py", "rlcore/devices.py", "rlcore/placement.py", "rlcore/adam.py"]
+BACKEND_CALLS = ("torch.cuda", "torch.mps", "torch.backends.mps", "torch_directml", "torch.version.hip")
+
+
+@pytest.mark.parametrize("folder", ["rlcore", "stages"])
+def test_backend_specific_calls_stay_in_the_device_layer(folder):
+    """CUDA, MPS, ROCm and DirectML calls live in the device layer, so every other module runs on
+    whatever backend the user has."""
+    bad = [
+        f"{p.relative_to(ROOT).as_posix()}: {call}"
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if not under(p, DEVICE_LAYER)
+        for call in BACKEND_CALLS
+        if call in p.read_text()
+    ]
+    assert not bad, f"backend-specific calls outside {DEVICE_LAYER}: {bad}"
+
+
 def test_no_import_cycles():
     cycles = sorted({p.relative_to(ROOT).as_posix() for p in rlcore_files() if p in reachable(p)})
     assert not cycles, f"modules that import themselves through others: {cycles}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from rlcore import devices
 from rlcore import hardware as hw
 from rlcore.config import Params
 from rlcore.ppo.trainer import Trainer, make_env
@@ -55,7 +56,7 @@ def same(a, b, path="state") -> None:
 
 
 def test_resumed_run_equals_uninterrupted_bitwise(tmp_path, small_params, small_cache):
-    torch.set_num_threads(hw.cpu_cores())
+    torch.set_num_threads(devices.cpu_cores())
     p = params(small_params)
     whole = trainer(p, small_cache, tmp_path / "whole")
     whole.train(progress=False)

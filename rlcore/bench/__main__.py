@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.bench import __doc__ as DOC
 from rlcore.bench.ppo import compare_ppo, ppo_text
 from rlcore.bench.rounds import MIN_ROUNDS, machine_text, rounds_arg
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]
         print_table("Seconds to start PyBullet worker processes", table, cols)
     if args.what in ("ppo", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_bullet or hw.BULLET_ENVS])[0]
+        n = (args.n_envs or [params.hardware.n_envs_bullet or placement.BULLET_ENVS])[0]
         for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
             print(line)
 

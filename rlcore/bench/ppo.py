@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlcore import devices
 from rlcore import hardware as hw
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine_text, single_env_fps
 from rlcore.config import Params
@@ -104,7 +105,7 @@ def compare_ppo(
         rounds,
     )
     rl, sb, single = results["rlcore"], results["sb3"], results[SINGLE]
-    cores = hw.cpu_cores()
+    cores = devices.cpu_cores()
     return {
         "fps_rlcore": rl.median,
         "fps_sb3": sb.median,

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from rlcore import devices, placement
 from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine, single_env_fps, throughput, with_single_env
 from rlcore.config import Params
 
@@ -37,9 +37,9 @@ def batched_table(
     measures: dict[Hashable, Callable[[], float]] = {}
     memory: dict[Hashable, float | None] = {}
     for spec in devices:
-        device = hw.torch_device(spec)
+        device = devices.torch_device(spec)
         for n in n_envs_list:
-            with hw.PeakMemory(device) as peak:
+            with devices.PeakMemory(device) as peak:
                 env = BatchedReachEnv(params, None, n, device)
                 env.reset()
                 _time_batched(env, device, 3)
@@ -59,11 +59,11 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
     actions = torch.zeros(env.num_envs, env.act_dim, device=device)
     for _ in range(3):
         env.step(actions)
-    hw.synchronize(device)
+    devices.synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         env.step(actions)
-    hw.synchronize(device)
+    devices.synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -77,7 +77,7 @@ def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = 
     samples = n_envs * params.train.n_steps
     measures: dict[Hashable, Callable[[], float]] = {
         spec: lambda spec=spec: (
-            samples / placement.time_update(hw.torch_device(spec), params, obs_size(dof), dof, n_envs)
+            samples / placement.time_update(devices.torch_device(spec), params, obs_size(dof), dof, n_envs)
         )
         for spec in devices
     }
@@ -101,7 +101,7 @@ def batched_ppo_table(
 
     measures: dict[Hashable, Callable[[], float]] = {}
     for spec in devices:
-        device = hw.torch_device(spec)
+        device = devices.torch_device(spec)
         for n in n_envs_list:
             env = BatchedReachEnv(params, None, n, device)
             trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
@@ -109,10 +109,10 @@ def batched_ppo_table(
             trainer.train(progress=False, total_steps=per_iter)  # warm-up
 
             def run(trainer: Trainer = trainer, device: torch.device = device, per_iter: int = per_iter) -> float:
-                hw.synchronize(device)
+                devices.synchronize(device)
                 start_step = trainer.global_step
                 trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
-                hw.synchronize(device)
+                devices.synchronize(device)
                 return trainer.global_step - start_step
 
             measures[(spec, n)] = lambda run=run: throughput(run)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from rlcore.adam import make_adam
 from rlcore.config import TrainConfig
-from rlcore.hardware import Capabilities, make_adam
+from rlcore.hardware import Capabilities
 from rlcore.ppo.flat import FlatParameters
 from rlcore.ppo.fused import FusedActorCritic
 from rlcore.ppo.policy import ActorCritic

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore import hardware as hw
+from rlcore import devices
 from rlcore.config import Params
-from rlcore.hardware import Capabilities, PeakMemory
+from rlcore.devices import PeakMemory
+from rlcore.hardware import Capabilities
 from rlcore.memory import minibatch_size
 from rlcore.ppo.algorithm import PPO
 from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
@@ -80,7 +81,7 @@ class Trainer:
         self.stop_requested = False  # set from a signal handler: stop at the next update boundary
         self.env_resumed = False  # load_state_dict restored the env's episodes (batched twin)
         # PyBullet worker processes sleep during the update, so it may use their cores too
-        self.update_threads = hw.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
+        self.update_threads = devices.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
@@ -131,7 +132,7 @@ class Trainer:
                 last_values = self.model.value(self._normalise(obs))
                 self.storage.compute_gae(last_values, cfg.gamma, cfg.gae_lambda)
                 t1 = time.perf_counter()
-                with hw.torch_threads(self.update_threads):
+                with devices.torch_threads(self.update_threads):
                     metrics = self.ppo.update(self.storage, self.batch_size)
                 t2 = time.perf_counter()
             # one transfer per update: the episodes in the order they ended (same step: env index)
