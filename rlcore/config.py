@@ -144,6 +144,7 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(20, ge=1)  # updates
     checkpoint_dir: str = "checkpoints"
     auto_fit: bool = False  # shrink n_envs / minibatch to fit the VRAM limit instead of stopping
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the twin step and policy forward
 
 
 class EvalConfig(Section):

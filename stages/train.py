@@ -60,6 +60,10 @@ def main(args, params) -> None:
             "opening the MLflow run",
         )
         trainer.extra["run_id"] = run_id
+        notes = "; ".join(getattr(trainer, "compile_notes", []))
+        if notes:
+            print(f"  - torch.compile: {notes}")
+            tracking.retry(lambda: client.set_tag(run_id, "compile", notes), "tagging the MLflow run")
         # a resumed run recomputes the updates after its checkpoint: keep the values already logged
         logged = tracking.last_logged_step(client, run_id) if previous == run_id else -1
         sender = tracking.MetricSender(client, run_id, skip_through=logged)  # background: never stalls training

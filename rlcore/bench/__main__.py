@@ -11,7 +11,7 @@ from rlcore import placement
 from rlcore.bench import __doc__ as DOC
 from rlcore.bench.ppo import compare_ppo, ppo_text
 from rlcore.bench.rounds import MIN_ROUNDS, machine_text, rounds_arg
-from rlcore.bench.tables import batched_ppo_table, batched_table, env_table, start_method_table
+from rlcore.bench.tables import batched_ppo_table, batched_table, compile_table, env_table, start_method_table
 from rlcore.config import Params, load_params
 
 
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = stage_parser(DOC)
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
-    parser.add_argument("what", choices=["envs", "batched", "batched-ppo", "ppo", "workers", "gpu", "seeds", "all"])
+    parser.add_argument(
+        "what", choices=["envs", "batched", "batched-ppo", "compile", "ppo", "workers", "gpu", "seeds", "all"]
+    )
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
     parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
@@ -80,6 +82,18 @@ def main(argv: list[str] | None = None) -> None:
         table = batched_ppo_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
         cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
         print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
+    if args.what == "compile":
+        table = compile_table(params, "cpu", args.n_envs or [256, 4096], args.rounds)
+        cols = [
+            ("what", "what", "s"),
+            ("n_envs", "n_envs", "d"),
+            ("eager", "eager", ",.0f"),
+            ("compiled", "compiled", ",.0f"),
+            ("speedup", "speedup", ".2f"),
+        ]
+        for row in table["rows"]:
+            row["spread"] = row["spread_compiled"]
+        print_table("train.compile off vs on, CPU, steps/s (twin: env steps; ppo: end to end)", table, cols)
     if args.what == "workers":
         table = start_method_table(params, (args.n_envs or [64])[0], args.rounds)
         cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]

@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
-from rlcore import devices, placement
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS
 from rlcore.bench.tables import batched_ppo_table, batched_table
 from rlcore.config import Params
+from rlcore.devices import PeakMemory, torch_device
 from rlcore.memory import bytes_per_env, estimate_memory
 from rlcore.oscompat import host_memory_mb
 
@@ -56,7 +57,7 @@ def measured_peak(params: Params, device: torch.device, n_envs: int) -> float | 
     from rlcore.ppo.trainer import Trainer
 
     sized = with_envs(params, n_envs)
-    with devices.PeakMemory(device) as peak:
+    with PeakMemory(device) as peak:
         env = BatchedReachEnv(sized, None, n_envs, device)
         trainer = Trainer(sized, env, device, hw.capabilities(device), None, 1)
         trainer.train(progress=False, total_steps=2 * sized.train.n_steps * n_envs)
@@ -131,7 +132,7 @@ def run(
         ppo_table = batched_ppo_table(params, devices, [n], iterations=4, rounds=rounds)
         ppo_rows = {r["device"]: r for r in ppo_table["rows"]}
         for p in fit:
-            device = devices.torch_device(p.device)
+            device = torch_device(p.device)
             sizes_out.append(
                 {
                     "device": p.device,
@@ -147,7 +148,7 @@ def run(
     to_target = {}
     for p in usable:
         n = params.train.n_envs or placement.batched_envs_for(p, params.hardware, bytes_per_env(params))
-        device = devices.torch_device(p.device)
+        device = torch_device(p.device)
         to_target[p.device] = time_to_target(params, targets, device, n, target, budget, score_every)
     timings = placement.measure_devices(params, probes)
     decision = placement.choose_placement(probes, timings, params.hardware, bytes_per_env(params))

@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from rlcore import devices, placement
 from rlcore import hardware as hw
+from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine, single_env_fps, throughput, with_single_env
 from rlcore.config import Params
+from rlcore.devices import PeakMemory, synchronize, torch_device
 
 
 def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
@@ -37,9 +38,9 @@ def batched_table(
     measures: dict[Hashable, Callable[[], float]] = {}
     memory: dict[Hashable, float | None] = {}
     for spec in devices:
-        device = devices.torch_device(spec)
+        device = torch_device(spec)
         for n in n_envs_list:
-            with devices.PeakMemory(device) as peak:
+            with PeakMemory(device) as peak:
                 env = BatchedReachEnv(params, None, n, device)
                 env.reset()
                 _time_batched(env, device, 3)
@@ -59,11 +60,11 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
     actions = torch.zeros(env.num_envs, env.act_dim, device=device)
     for _ in range(3):
         env.step(actions)
-    devices.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         env.step(actions)
-    devices.synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -76,9 +77,7 @@ def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
     samples = n_envs * params.train.n_steps
     measures: dict[Hashable, Callable[[], float]] = {
-        spec: lambda spec=spec: (
-            samples / placement.time_update(devices.torch_device(spec), params, obs_size(dof), dof, n_envs)
-        )
+        spec: lambda spec=spec: samples / placement.time_update(torch_device(spec), params, obs_size(dof), dof, n_envs)
         for spec in devices
     }
     results = alternate(with_single_env(params, measures), rounds)
@@ -96,31 +95,71 @@ def batched_ppo_table(
     """End-to-end rlcore PPO steps/s on the batched twin (rollout + update, the configured
     network and epochs), per device and n_envs; each round trains `iterations` more updates of
     trainers built (and warmed up by one update) beforehand."""
-    from rlcore.envs.batched import BatchedReachEnv
-    from rlcore.ppo.trainer import Trainer
 
     measures: dict[Hashable, Callable[[], float]] = {}
     for spec in devices:
-        device = devices.torch_device(spec)
         for n in n_envs_list:
-            env = BatchedReachEnv(params, None, n, device)
-            trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
-            per_iter = params.train.n_steps * n
-            trainer.train(progress=False, total_steps=per_iter)  # warm-up
-
-            def run(trainer: Trainer = trainer, device: torch.device = device, per_iter: int = per_iter) -> float:
-                devices.synchronize(device)
-                start_step = trainer.global_step
-                trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
-                devices.synchronize(device)
-                return trainer.global_step - start_step
-
-            measures[(spec, n)] = lambda run=run: throughput(run)
+            measures[(spec, n)] = _ppo_measure(params, torch_device(spec), n, iterations)
     results = alternate(with_single_env(params, measures), rounds)
     rows = [
         {"device": k[0], "n_envs": k[1], "ppo_fps": v.median, "spread": v} for k, v in results.items() if k != SINGLE
     ]
     return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+
+
+def _ppo_measure(params: Params, device: torch.device, n_envs: int, iterations: int) -> Callable[[], float]:
+    """A measure of rlcore PPO's steps/s on the twin: a trainer built and warmed up by one update
+    now; each call trains `iterations` more updates."""
+    from rlcore.envs.batched import BatchedReachEnv
+    from rlcore.ppo.trainer import Trainer
+
+    env = BatchedReachEnv(params, None, n_envs, device)
+    trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
+    per_iter = params.train.n_steps * n_envs
+    trainer.train(progress=False, total_steps=per_iter)  # warm-up
+
+    def run() -> float:
+        synchronize(device)
+        start_step = trainer.global_step
+        trainer.train(progress=False, total_steps=start_step + iterations * per_iter)
+        synchronize(device)
+        return trainer.global_step - start_step
+
+    return lambda: throughput(run)
+
+
+def compile_table(params: Params, spec: str, n_envs_list: list[int], rounds: int = MIN_ROUNDS) -> dict[str, Any]:
+    """train.compile off against on, on one device: the twin's env steps/s and end-to-end PPO
+    steps/s at each n_envs, in alternating rounds (compilation happens before the rounds)."""
+    from rlcore.envs.batched import BatchedReachEnv
+
+    device = torch_device(spec)
+    measures: dict[Hashable, Callable[[], float]] = {}
+    for n in n_envs_list:
+        for setting in ("off", "on"):
+            with_setting = params.model_copy(update={"train": params.train.model_copy(update={"compile": setting})})
+            env = BatchedReachEnv(with_setting, None, n, device)
+            env.compile(setting)
+            env.reset()
+            measures[("twin", setting, n)] = lambda env=env, n=n: n / _time_batched(env, device, 30)
+            measures[("ppo", setting, n)] = _ppo_measure(with_setting, device, n, iterations=4)
+    results = alternate(with_single_env(params, measures), rounds)
+    rows = []
+    for n in n_envs_list:
+        for what in ("twin", "ppo"):
+            off, on = results[(what, "off", n)], results[(what, "on", n)]
+            rows.append(
+                {
+                    "what": what,
+                    "n_envs": n,
+                    "eager": off.median,
+                    "compiled": on.median,
+                    "speedup": on.median / off.median,
+                    "spread_eager": off,
+                    "spread_compiled": on,
+                }
+            )
+    return {"device": spec, "rows": rows, "rounds": rounds, "machine": machine(results)}
 
 
 def start_method_table(params: Params, n_envs: int = 64, rounds: int = MIN_ROUNDS) -> dict[str, Any]:

@@ -81,6 +81,7 @@ class BatchedReachEnv:
         self.obs = torch.zeros(n, self.obs_dim, **kw)
         self._all = torch.ones(n, dtype=torch.bool, device=self.device)
         self._none = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self._advance = self._physics  # compile() may swap in a compiled copy
 
     # -- API shared with the PyBullet adapter (rlcore.envs.vec.BulletVecEnv) -------------------
     def set_level(self, level: int) -> None:
@@ -102,17 +103,10 @@ class BatchedReachEnv:
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Advance every env one control step; envs whose episode ended are reset."""
-        a = actions.clamp(-1.0, 1.0)
-        self.q_cmd = torch.minimum(torch.maximum(self.q_cmd + a * (self.vmax * self.dt), self.lower), self.upper)
-        q, v = self.q, self.qd
-        for _ in range(self.substeps):
-            v = torch.minimum(torch.maximum(self.gain / self.dt_sub * (self.q_cmd - q), -self.vmax), self.vmax)
-            q = q + v * self.dt_sub
-        self.q, self.qd = q, v
-        delta_sq = (a - self.prev_action).square().sum(-1)
+        a, self.q, self.qd, self.q_cmd, obs, distance, reward = self._advance(
+            actions, self.q, self.q_cmd, self.prev_action, self.target
+        )
         self.prev_action = a
-        obs, distance = self._observe()
-        reward = reach_reward(distance, delta_sq, self.cfg, self.dof, tanh=torch.tanh)
         self.episode_return = self.episode_return + reward
         self.t += 1
         if self.t < self.cfg.episode_steps:
@@ -122,6 +116,35 @@ class BatchedReachEnv:
         returns = self.episode_return
         self.reset()
         return StepResult(self.obs, reward, self._all, obs, success, distance, returns, True)
+
+    def compile(self, setting: str) -> str:
+        """Compile the physics step per `train.compile` (rlcore.compiling); returns what happened."""
+        from rlcore.compiling import compiled
+
+        example = (torch.zeros_like(self.q), self.q, self.q_cmd, self.prev_action, self.target)
+        self._advance, note = compiled(self._physics, setting, self.device, *example, what="twin step")
+        return note
+
+    def _physics(
+        self,
+        actions: torch.Tensor,
+        q: torch.Tensor,
+        q_cmd: torch.Tensor,
+        prev_action: torch.Tensor,
+        target: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """One control step as a pure function of the state: (clamped actions, q, qd, q_cmd,
+        observations, distances, rewards). It touches no attribute it changes, so it can be compiled."""
+        a = actions.clamp(-1.0, 1.0)
+        q_cmd = torch.minimum(torch.maximum(q_cmd + a * (self.vmax * self.dt), self.lower), self.upper)
+        v = torch.zeros_like(q)
+        for _ in range(self.substeps):
+            v = torch.minimum(torch.maximum(self.gain / self.dt_sub * (q_cmd - q), -self.vmax), self.vmax)
+            q = q + v * self.dt_sub
+        delta_sq = (a - prev_action).square().sum(-1)
+        obs, distance = self._observation(q, v, target, a)
+        reward = reach_reward(distance, delta_sq, self.cfg, self.dof, tanh=torch.tanh)
+        return a, q, v, q_cmd, obs, distance, reward
 
     # -- checkpoints: a resumed run continues the same episodes ---------------------------------
     STATE = ("q", "qd", "q_cmd", "prev_action", "target", "episode_return", "obs")
@@ -157,10 +180,13 @@ class BatchedReachEnv:
         return self.fk.ee_position(torch.minimum(torch.maximum(q, self.lower), self.upper))
 
     def _observe(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ee = self.fk.ee_position(self.q)
-        delta = self.target - ee
-        obs = torch.cat(
-            [(self.q - self.mid) / self.half, self.qd / self.vmax, ee, self.target, delta, self.prev_action],
-            dim=-1,
-        )
+        return self._observation(self.q, self.qd, self.target, self.prev_action)
+
+    def _observation(
+        self, q: torch.Tensor, qd: torch.Tensor, target: torch.Tensor, prev_action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observations, distances to the target) of a state."""
+        ee = self.fk.ee_position(q)
+        delta = target - ee
+        obs = torch.cat([(q - self.mid) / self.half, qd / self.vmax, ee, target, delta, prev_action], dim=-1)
         return obs, delta.norm(dim=-1)

@@ -10,7 +10,7 @@ from rlcore.config import TrainConfig
 from rlcore.hardware import Capabilities
 from rlcore.ppo.flat import FlatParameters
 from rlcore.ppo.fused import FusedActorCritic
-from rlcore.ppo.policy import ActorCritic
+from rlcore.ppo.policy import LOG_2PI, ActorCritic
 from rlcore.ppo.storage import RolloutStorage
 
 
@@ -35,10 +35,34 @@ class PPO:
         self.flat = FlatParameters(model, model.flat_order())
         self.fused = FusedActorCritic(model, self.flat, cfg) if FusedActorCritic.supports(model) else None
         self.optimizer = make_adam([self.flat.param], cfg.learning_rate, caps)
+        self._forward = self.forward  # compile() may swap in a compiled copy
 
+    @torch.no_grad()
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sampled actions, their log-probs and values for normalised observations."""
-        return self.fused.act(obs) if self.fused is not None else self.model.act(obs)
+        mean, values = self._forward(obs)
+        log_std = self.model.log_std.detach()
+        noise = torch.randn_like(mean)
+        actions = mean + torch.exp(log_std) * noise
+        log_probs = -0.5 * noise.square().sum(-1) - (log_std.sum() + 0.5 * LOG_2PI * mean.shape[-1])
+        return actions, log_probs, values
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action means, values): the policy's forward pass, without sampling."""
+        if self.fused is not None:
+            mean, values, _ = self.fused.forward(obs)
+            return mean, values
+        return self.model.actor(obs), self.model.critic(obs).squeeze(-1)
+
+    def compile(self, setting: str, example_obs: torch.Tensor) -> str:
+        """Compile the forward pass per `train.compile` (rlcore.compiling); returns what happened."""
+        from rlcore.compiling import compiled
+
+        with torch.no_grad():
+            self._forward, note = compiled(
+                self.forward, setting, example_obs.device, example_obs, what="policy forward"
+            )
+        return note
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

@@ -92,16 +92,6 @@ class FusedActorCritic:
         return torch.addmm(ba, h[0], wa.t()), torch.addmm(bc, h[1], wc.t()).squeeze(-1), cache
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample actions; (actions, log_probs, values), as ActorCritic.act."""
-        mean, values, _ = self.forward(obs)
-        std = torch.exp(self.log_std)
-        noise = torch.randn_like(mean)
-        actions = mean + std * noise
-        log_probs = -0.5 * noise.square().sum(-1) - (self.log_std.sum() + 0.5 * LOG_2PI * self.act_dim)
-        return actions, log_probs, values
-
-    @torch.no_grad()
     def loss_and_grad(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Write the PPO loss gradient into the flat gradient buffer; return the stacked
         (policy_loss, value_loss, approx_kl, clip_fraction), as PPO._loss computes them."""

@@ -80,6 +80,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.stop_requested = False  # set from a signal handler: stop at the next update boundary
         self.env_resumed = False  # load_state_dict restored the env's episodes (batched twin)
+        # torch.compile per train.compile: the twin's step (where the env has one) and the policy forward
+        self.compile_notes = [env.compile(self.cfg.compile)] if hasattr(env, "compile") else []
+        example_obs = torch.zeros(env.num_envs, env.obs_dim, device=device)
+        self.compile_notes.append(self.ppo.compile(self.cfg.compile, example_obs))
         # PyBullet worker processes sleep during the update, so it may use their cores too
         self.update_threads = devices.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
 
