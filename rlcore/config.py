@@ -153,6 +153,13 @@ class EvalConfig(Section):
     gif_episodes: int = Field(3, ge=0, le=50)
 
 
+class ExportConfig(Section):
+    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"  # auto: dynamo on torch >= 2.9, else torchscript
+    parity_observations: int = Field(10_000, ge=100, le=1_000_000)  # onnxruntime vs torch check
+    controller_episodes: int = Field(200, ge=0, le=100_000)  # held-out PyBullet episodes driven by the controller
+    register_min_success: float = Field(0.95, ge=0.0, le=1.0)  # register as rlcore-reach from this held-out success
+
+
 class ReportConfig(Section):
     vec_n_envs: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])  # SB3 vec-env sweep
     batched_n_envs: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
@@ -210,6 +217,7 @@ class Params(Section):
     hardware: HardwareConfig = HardwareConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
     report: ReportConfig = ReportConfig()
     tune: TuneConfig = TuneConfig()
 

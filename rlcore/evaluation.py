@@ -30,10 +30,7 @@ def evaluate(
     `episodes` of them drawn without replacement while they last."""
     from rlcore.envs.bullet import ReachEnv  # PyBullet only here: the twin's evaluation runs without it
 
-    rng = np.random.default_rng(seed)
-    pool = targets.indices("heldout")
-    episodes = len(pool) if episodes is None else episodes
-    chosen = pool[rng.permutation(len(pool))[:episodes]] if episodes <= len(pool) else rng.choice(pool, episodes)
+    chosen = heldout_targets(targets, episodes, seed)
     env = ReachEnv(params, targets, mode="eval", gui=gui)
     rows = []
     iterator = range(len(chosen))
@@ -52,18 +49,54 @@ def evaluate(
             obs, _, _, _, info = env.step(action)
             if first_reach is None and info["distance"] < radius:
                 first_reach = t + 1
-        d = info["distance"]
-        rows.append(
-            {
-                "episode": i,
-                "target": idx,
-                "level": int(targets.level[idx]),
-                "final_distance_mm": d * 1000,
-                "success": int(d < radius),
-                "success_5cm": int(d < SUCCESS_5CM),
-                "steps_to_reach": first_reach if first_reach is not None else "",
-            }
-        )
+        rows.append(_row(i, idx, targets, info["distance"], radius, first_reach))
+    env.close()
+    return summarise(rows, targets.n_levels), rows
+
+
+def heldout_targets(targets: TargetCache, episodes: int | None, seed: int) -> np.ndarray:
+    """The held-out target indices an evaluation visits: every one once (None), or `episodes` of
+    them drawn without replacement while they last."""
+    rng = np.random.default_rng(seed)
+    pool = targets.indices("heldout")
+    episodes = len(pool) if episodes is None else episodes
+    return pool[rng.permutation(len(pool))[:episodes]] if episodes <= len(pool) else rng.choice(pool, episodes)
+
+
+def _row(i: int, idx: int, targets: TargetCache, d: float, radius: float, first_reach: int | None) -> dict[str, Any]:
+    return {
+        "episode": i,
+        "target": idx,
+        "level": int(targets.level[idx]),
+        "final_distance_mm": d * 1000,
+        "success": int(d < radius),
+        "success_5cm": int(d < SUCCESS_5CM),
+        "steps_to_reach": first_reach if first_reach is not None else "",
+    }
+
+
+def evaluate_controller(
+    controller: Any, params: Params, targets: TargetCache, episodes: int | None, seed: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`evaluate`'s episodes (same targets, same start states) with the arm driven by a
+    `rlcore.deploy.Controller`: measured joints in, joint-position commands out."""
+    from rlcore.envs.bullet import ReachEnv
+
+    chosen = heldout_targets(targets, episodes, seed)
+    env = ReachEnv(params, targets, mode="eval")
+    radius, rows = params.env.success_radius, []
+    for i, idx in enumerate(chosen):
+        env.reset(seed=seed + i, options={"target": targets.positions[idx]})
+        q, qd = env.arm.joint_state()
+        controller.reset(q)
+        first_reach, d = None, float("inf")
+        for t in range(params.env.episode_steps):
+            env.command(controller.step(q, qd, env.target))
+            q, qd = env.arm.joint_state()
+            d = float(np.linalg.norm(env.target - env.arm.ee_position(fk=True)))
+            if first_reach is None and d < radius:
+                first_reach = t + 1
+        rows.append(_row(i, int(idx), targets, d, radius, first_reach))
     env.close()
     return summarise(rows, targets.n_levels), rows
 

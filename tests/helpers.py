@@ -27,6 +27,8 @@ TINY_PARAMS = {
         "checkpoint_every": 2,
     },
     "eval": {"episodes": 8, "gif_episodes": 1},
+    # the TorchScript exporter takes 0.1 s where the dynamo one takes ~6 s; tests/test_export.py tests both
+    "export": {"exporter": "torchscript", "parity_observations": 1000, "controller_episodes": 8},
     "report": {
         "vec_n_envs": [1, 2],
         "batched_n_envs": [64, 256],

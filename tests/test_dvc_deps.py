@@ -15,7 +15,7 @@ import yaml
 from tests.helpers import ROOT, copy_repo, dvc, imported_names, module_file
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-SECTIONS = {"seed", "robot", "targets", "env", "hardware", "train", "eval", "report", "tune"}
+SECTIONS = {"seed", "robot", "targets", "env", "hardware", "train", "eval", "export", "report", "tune"}
 PARAMS_NAMES = {"params", "trial_params"}  # the names a Params object goes by in rlcore and stages/
 
 

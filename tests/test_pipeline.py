@@ -46,6 +46,11 @@ def test_repro_writes_every_output(repo):
     assert evaluation["episodes"] == 8
     low, high = evaluation["success_rate_ci_low"], evaluation["success_rate_ci_high"]
     assert 0 <= low <= evaluation["success_rate"] <= high <= 1 and high - low > 0.1  # 8 episodes: a wide interval
+    exported = json.loads((repo / "out/export.json").read_text())
+    assert exported["exporter"] == "torchscript" and exported["observations"] == 1000
+    assert exported["max_abs_action"] <= 1e-5 and exported["max_abs_velocity_over_limit"] <= 1e-5
+    assert exported["controller_episodes"] == 8 and 0 < exported["latency_p50_ms"] <= exported["latency_p99_ms"]
+    assert abs(exported["controller_success_rate"] - exported["torch_success_rate"]) <= 0.25  # 8 episodes
     bench = json.loads((repo / "out/bench.json").read_text())
     assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0
     assert bench["ratio_rlcore_vs_sb3"] == pytest.approx(bench["fps_rlcore"] / bench["fps_sb3"], rel=0.01)
@@ -97,6 +102,11 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
     assert {"model", "eval", "report"} <= artifacts
     assert "eval/eval.gif" in {a.path for a in client.list_artifacts(run_id, "eval")}
     assert (repo / "mlflow.db").is_file() and (repo / "mlartifacts").is_dir()
+    # the ONNX policy, logged with the onnx flavor into this run (the runs table's Model column)
+    [model_output] = run.outputs.model_outputs
+    model = client.get_logged_model(model_output.model_id)
+    assert model.name == "policy" and model.source_run_id == run_id
+    assert "export_max_abs_action" in run.data.metrics and "export_latency_p50_ms" in run.data.metrics
 
 
 def test_second_repro_runs_no_training(repo):
@@ -107,12 +117,12 @@ def test_second_repro_runs_no_training(repo):
     assert (repo / "out/train.json").read_text() == before
 
 
-def test_learning_rate_change_reruns_train_evaluate_report_only(repo):
+def test_learning_rate_change_reruns_train_evaluate_export_report_only(repo):
     data = yaml.safe_load((repo / "params.yaml").read_text())
     data["train"]["learning_rate"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     out = dvc(repo, "repro").stdout
-    for name in ("train", "evaluate", "report"):
+    for name in ("train", "evaluate", "export", "report"):
         assert f"Running stage '{name}'" in out, name
     assert "Stage 'targets' didn't change, skipping" in out
     metrics = dvc(repo, "metrics", "show", "--json").stdout

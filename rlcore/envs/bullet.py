@@ -108,11 +108,7 @@ class ReachEnv(gym.Env):
     def step(self, action: np.ndarray):
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float32), -1.0), 1.0)
         arm = self.arm
-        self.q_cmd = np.minimum(np.maximum(self.q_cmd + a * self._vmax_dt, arm.lower), arm.upper)
-        motor, robot, mode, gain = self._motor, arm.robot, p.POSITION_CONTROL, self.gain
-        for (j, force, vmax), target in zip(self._motors, self.q_cmd.tolist()):
-            motor(robot, j, mode, targetPosition=target, force=force, maxVelocity=vmax, positionGain=gain)
-        self._step_simulation()
+        self.command(np.minimum(np.maximum(self.q_cmd + a * self._vmax_dt, arm.lower), arm.upper))
         diff = a - self.prev_action
         delta_sq = float(diff @ diff)
         self.prev_action = a
@@ -122,6 +118,15 @@ class ReachEnv(gym.Env):
         truncated = self.steps >= self.cfg.episode_steps
         info = {"distance": distance, "is_success": distance < self.cfg.success_radius}
         return obs, reward, False, truncated, info
+
+    def command(self, q_cmd: np.ndarray) -> None:
+        """Track a joint-position command for one control step, as `step` does with the command
+        its action gives (a controller's q_cmd drives the arm through here)."""
+        self.q_cmd = np.asarray(q_cmd, dtype=np.float64)
+        motor, robot, mode, gain = self._motor, self.arm.robot, p.POSITION_CONTROL, self.gain
+        for (j, force, vmax), target in zip(self._motors, self.q_cmd.tolist()):
+            motor(robot, j, mode, targetPosition=target, force=force, maxVelocity=vmax, positionGain=gain)
+        self._step_simulation()
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -1,0 +1,131 @@
+"""Run an exported policy on a robot controller: numpy and onnxruntime only, no torch.
+
+    controller = Controller("models/policy.onnx")
+    controller.reset(q)                      # at the start of a motion, from the measured joints
+    q_cmd = controller.step(q, qd, target)   # every control step (1 / control_hz s)
+
+`step` builds the observation the policy was trained on (scaled joints and velocities, flange
+position from the URDF chain stored in the model, target, target - flange, previous action), runs
+the ONNX model, and integrates its joint-velocity command into a joint-position command clipped
+to the URDF limits, as the training env does: q_cmd += joint_velocity / control_hz. Send q_cmd to
+the arm's position controller.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rodrigues: the rotation by `angle` about unit `axis`."""
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+
+
+def _rpy(rpy: list[float]) -> np.ndarray:
+    """URDF fixed-axis roll-pitch-yaw: Rz(yaw) Ry(pitch) Rx(roll)."""
+    r, p, y = rpy
+    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+
+
+class ChainFK:
+    """Flange position of the chain stored in the model's metadata (float64, numpy)."""
+
+    def __init__(self, joints: list[dict[str, Any]]) -> None:
+        self.steps = []
+        for j in joints:
+            axis = np.asarray(j["axis"], dtype=np.float64)
+            axis = axis / (np.linalg.norm(axis) or 1.0)
+            self.steps.append((np.asarray(j["xyz"], dtype=np.float64), _rpy(j["rpy"]), axis, j["movable"]))
+
+    def position(self, q: np.ndarray) -> np.ndarray:
+        rot, pos, qi = np.eye(3), np.zeros(3), 0
+        for xyz, origin_rot, axis, movable in self.steps:
+            pos = pos + rot @ xyz
+            rot = rot @ origin_rot
+            if movable:
+                rot = rot @ _rotation(axis, float(q[qi]))
+                qi += 1
+        return pos
+
+
+class Controller:
+    """The policy in `model_path` (rlcore's ONNX export) as a joint-position controller."""
+
+    def __init__(self, model_path: str | Path, threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # batch 1: one thread answers fastest
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("rlcore.format") != "1":
+            raise ValueError(f"{model_path} is not an rlcore policy export (no rlcore.format metadata)")
+        chain = json.loads(meta["rlcore.chain"])
+        movable = [j for j in chain["joints"] if j["movable"]]
+        self.joint_names = [j["name"] for j in movable]
+        self.lower = np.array([j["lower"] for j in movable])
+        self.upper = np.array([j["upper"] for j in movable])
+        self.vmax = np.array([j["velocity"] for j in movable])
+        self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
+        self.dt = 1.0 / float(meta["rlcore.control_hz"])
+        self.fk = ChainFK(chain["joints"])
+        self.dof = len(movable)
+        self.obs = np.zeros((1, 3 * self.dof + 9), dtype=np.float32)
+        self.prev_action = np.zeros(self.dof, dtype=np.float32)
+        self.q_cmd = np.zeros(self.dof)
+
+    def reset(self, q: np.ndarray) -> None:
+        """Start a motion from the measured joint positions: command = where the arm is."""
+        self.q_cmd = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
+        self.prev_action = np.zeros(self.dof, dtype=np.float32)
+
+    def observation(self, q: np.ndarray, qd: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The observation the policy was trained on, shape [1, obs_dim] (the env's layout)."""
+        d = self.dof
+        q, qd, target = np.asarray(q, np.float64), np.asarray(qd, np.float64), np.asarray(target, np.float64)
+        ee = self.fk.position(q)
+        obs = self.obs[0]
+        obs[:d] = (q - self.mid) / self.half
+        obs[d : 2 * d] = qd / self.vmax
+        obs[2 * d : 2 * d + 3] = ee
+        obs[2 * d + 3 : 2 * d + 6] = target
+        obs[2 * d + 6 : 2 * d + 9] = target - ee
+        obs[2 * d + 9 :] = self.prev_action
+        return self.obs
+
+    def step(self, q: np.ndarray, qd: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """One control step: measured joints (rad, rad/s) and target (m) -> joint-position command (rad)."""
+        action, velocity = self.session.run(None, {"obs": self.observation(q, qd, target)})
+        self.prev_action = action[0]
+        self.q_cmd = np.clip(self.q_cmd + velocity[0].astype(np.float64) * self.dt, self.lower, self.upper)
+        return self.q_cmd.copy()
+
+    def latency(self, steps: int = 2000, seed: int = 0) -> dict[str, float]:
+        """Wall time of `step` at batch 1 (observation, inference, integration), in ms: p50, p99."""
+        rng = np.random.default_rng(seed)
+        qs = rng.uniform(self.lower, self.upper, (steps, self.dof))
+        target = self.fk.position(self.mid)
+        self.reset(self.mid)
+        for q in qs[:100]:  # warm-up
+            self.step(q, np.zeros(self.dof), target)
+        times = np.empty(steps)
+        for i, q in enumerate(qs):
+            start = time.perf_counter()
+            self.step(q, np.zeros(self.dof), target)
+            times[i] = time.perf_counter() - start
+        self.reset(self.mid)
+        return {"p50_ms": float(np.percentile(times, 50) * 1e3), "p99_ms": float(np.percentile(times, 99) * 1e3)}
