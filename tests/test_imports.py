@@ -19,6 +19,7 @@ SERVICES = [
     "rlcore/bench",
     "rlcore/report.py",
     "rlcore/seeds.py",
+    "rlcore/model_registry.py",
 ]
 
 
@@ -80,6 +81,12 @@ def test_backend_specific_calls_stay_in_the_device_layer(folder):
         if call in p.read_text()
     ]
     assert not bad, f"backend-specific calls outside {DEVICE_LAYER}: {bad}"
+
+
+def test_the_controller_stands_alone():
+    """rlcore/deploy.py goes onto a controller PC with the ONNX file: no torch, no other rlcore module."""
+    names = imported_names(ROOT / "rlcore" / "deploy.py")
+    assert not [n for n in names if n.split(".")[0] in ("torch", "rlcore")], sorted(names)
 
 
 def test_no_import_cycles():
