@@ -86,6 +86,7 @@ def run_command(args: argparse.Namespace, params: Params) -> None:
         summaries.append(summary)
     if len(summaries) == 2:
         print(comparison_text(*summaries))
+    print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
 
 
 def run_config(

@@ -76,7 +76,7 @@ def main(args, params) -> None:
             }
             files = [(out, "eval"), (episodes_csv, "eval")] + ([(gif, "eval")] if params.eval.gif_episodes > 0 else [])
             tracking.log_results(run_id, logged, files, {"evaluated": "true"}, "logging the evaluation")
-            print(f"logged into MLflow run {run_id}")
+            print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
 
 
 if __name__ == "__main__":

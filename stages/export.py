@@ -96,7 +96,7 @@ def log_to_mlflow(root: Path, onnx_path: Path, example, result: dict, params) ->
     logged = log_onnx_model(run_id, onnx_path, example, success, params.export.register_min_success)
     metrics = {f"export_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
     tracking.log_results(run_id, metrics, [(root / "out" / "export.json", "export")], None, "logging the export")
-    print(f"  logged {logged['model_uri']} into MLflow run {run_id}")
+    print(f"  logged {logged['model_uri']} into MLflow run {run_id}; runs table: {tracking.runs_url()}")
     if logged["version"]:
         champion = "now the champion" if logged["champion"] else "the champion stays"
         print(f"  registered {MODEL_NAME} version {logged['version']} ({champion})")

@@ -60,6 +60,9 @@ def main(args, params) -> None:
             "opening the MLflow run",
         )
         trainer.extra["run_id"] = run_id
+        if previous != run_id:  # a new run: the target cache it trains on is its dataset
+            cache = Path(params.targets.path)
+            tracking.log_dataset(run_id, cache if cache.is_absolute() else root / cache)
         notes = "; ".join(getattr(trainer, "compile_notes", []))
         if notes:
             print(f"  - torch.compile: {notes}")
@@ -124,6 +127,7 @@ def main(args, params) -> None:
     tracking.retry(lambda: tracking.end_run(run_id), "ending the MLflow run")
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
     print(f"wrote {args.model}, {args.out}, {args.curve}; MLflow run {run_id}")
+    print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
     print(
         f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
         f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore import runs  # noqa: E402
+from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, positive_float, positive_int, run_stage, stage_parser, workspace  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 from rlcore.tuning import check_storage, storage_url  # noqa: E402
@@ -67,6 +67,7 @@ def main(args, params) -> None:
         )
         print(f"{row['number']:>5} {row['state']:<9} {value:>8}  {detail}")
     print(f"finished {summary['finished']} (pruned {summary['pruned']}), failed {summary['failed']}")
+    print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
     best = summary.get("best")
     if best:
         print(f"best: trial {best['number']}, held-out success {best['heldout_success_rate']:.3f}")

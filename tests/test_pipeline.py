@@ -4,6 +4,7 @@ client and through a real server's REST API, and the errors a user meets first."
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +19,8 @@ def repo(tmp_path_factory) -> Path:
     root = copy_repo(tmp_path_factory.mktemp("pipeline"))
     out = dvc(root, "repro")
     assert "Running stage 'train'" in out.stdout
+    # every stage that logs points at the runs table (MLflow 3 opens an experiment on its GenAI view)
+    assert out.stdout.count("/runs?workflowType=machine_learning") >= 3, out.stdout[-3000:]
     return root
 
 
@@ -90,7 +93,17 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
     ):
         assert metric in run.data.metrics, metric
     tags = run.data.tags
-    assert {"git_commit", "git_dirty", "dvc_stage", "params_hash", "device", "backend", "algo"} <= set(tags)
+    assert {"git_dirty", "dvc_stage", "params_hash", "device", "backend", "algo"} <= set(tags)
+    # MLflow's own source tags (the runs table's Source column), the commit the repo copy is at
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == commit and len(commit) == 40
+    assert tags["mlflow.source.name"] == "stages/train.py" and tags["mlflow.source.type"] == "LOCAL"
+    # the target cache as the dataset input, digested as DVC's md5 in dvc.lock
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    [cache_md5] = [o["md5"] for o in lock["stages"]["targets"]["outs"] if o["path"] == "data/targets.npz"]
+    [dataset_input] = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "targets.npz" and dataset_input.dataset.digest == cache_md5
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
     assert tags["backend"] == "batched" and tags["algo"] == "rlcore"
     assert (
         tags["compile"]
