@@ -120,39 +120,51 @@ def start_mlflow_server(backend_uri: str, port: int, cwd: Path, artifacts: Path 
     """`mlflow server` on 127.0.0.1:port, in its own process group, ready (its /health answers).
     At the lowest CPU priority and without MLflow 3's job runner, whose idle Huey consumers poll
     on every core: the machine has 2 cores, and the server must not slow what it serves."""
-    import time
-    import urllib.request
-
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", backend_uri]
     cmd += ["--artifacts-destination", str(artifacts)] if artifacts else []
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **posix_child(own_group=True, low_priority=True),
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return start_http_process(cmd, f"http://127.0.0.1:{port}/health", cwd, env, low_priority=True)
+
+
+def start_http_process(
+    cmd: list[str], ready_url: str, cwd: Path, env: dict | None = None, low_priority: bool = False, timeout: float = 180
+) -> subprocess.Popen:
+    """A server process in its own process group, returned once `ready_url` answers 200 (stopped,
+    with its output in the error, if it never does)."""
+    import time
+    import urllib.request
+
+    log = Path(cwd) / f"server-{time.monotonic_ns()}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env or dict(os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            **posix_child(own_group=True, low_priority=low_priority),
+        )
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            with urllib.request.urlopen(ready_url, timeout=2) as r:
                 if r.status == 200:
                     return proc
         except OSError:
             time.sleep(0.5)
     stop_mlflow_server(proc)
-    raise AssertionError(f"mlflow server on port {port} did not start")
+    raise AssertionError(f"{' '.join(cmd[:3])} did not answer {ready_url}:\n{log.read_text()[-3000:]}")
 
 
 def stop_mlflow_server(proc: subprocess.Popen) -> None:
     """Kill the server and its workers at once (SIGKILL to its process group where the OS has
     process groups, else the server process)."""
-    if hasattr(os, "killpg"):
-        os.killpg(proc.pid, signal.SIGKILL)
-    else:
-        proc.kill()
+    if proc.poll() is None:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
     proc.wait(timeout=30)
 
 

@@ -5,8 +5,11 @@ and the MLflow registry keeps the best version as `champion`."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,9 +109,10 @@ def test_the_controller_drives_pybullet_as_evaluate_does(exported, small_params,
     assert 0 < latency["p50_ms"] <= latency["p99_ms"]
 
 
-def test_registration_threshold_and_champion(exported, tmp_path, monkeypatch):
+def test_registration_champion_and_serving(exported, tmp_path, monkeypatch):
     """Below export.register_min_success: logged, not registered. At or above: a new version of
-    rlcore-reach; `champion` moves only to a version with a higher held-out success."""
+    rlcore-reach; `champion` moves only to a version with a higher held-out success. Then
+    `mlflow models serve` of the champion answers POST /invocations with onnxruntime's actions."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -137,3 +141,30 @@ def test_registration_threshold_and_champion(exported, tmp_path, monkeypatch):
     assert better["version"] == "3" and better["champion"]
     champion = client.get_model_version_by_alias("rlcore-reach", "champion")
     assert str(champion.version) == "3" and champion.tags["heldout_success_rate"] == "0.99"
+
+    # a real scoring server for the champion, on loopback
+    import onnxruntime as ort
+
+    from tests.helpers import free_port, start_http_process, stop_mlflow_server
+
+    port = free_port()
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow_bin, "models", "serve", "-m", "models:/rlcore-reach@champion", "--env-manager", "local"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    server = start_http_process(cmd, f"http://127.0.0.1:{port}/ping", tmp_path, env)
+    try:
+        obs = np.random.default_rng(1).normal(size=(5, 27)).astype(np.float32)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": {"obs": obs.tolist()}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = json.loads(response.read())["predictions"]
+    finally:
+        stop_mlflow_server(server)
+    session = ort.InferenceSession(str(paths[EXPORTERS[0]]), providers=["CPUExecutionProvider"])
+    action, velocity = session.run(None, {"obs": obs})
+    np.testing.assert_allclose(np.array(served["action"]), action, atol=1e-6)
+    np.testing.assert_allclose(np.array(served["joint_velocity"]), velocity, atol=1e-6)
