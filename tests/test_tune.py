@@ -252,3 +252,32 @@ def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
     retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
     retried = [t for t in finished if retry_of(t) == running[0].number]
     assert retried and retried[0].params == running[0].params  # and retried with the same params
+
+
+def test_optuna_dashboard_reads_the_study_back_over_http(tmp_path):
+    """`optuna-dashboard sqlite:///optuna.db` (the README's command) serves the tuner's study."""
+    import json
+    import sys
+    import urllib.request
+
+    from tests.helpers import free_port, start_http_process, stop_mlflow_server
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="reach", storage=storage, direction="maximize")
+    for value in (0.2, 0.7):
+        trial = study.ask()
+        trial.suggest_float("train.learning_rate", 1e-4, 1e-2, log=True)
+        study.tell(trial, value)
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("optuna-dashboard")), storage, "--host", "127.0.0.1", "--port", str(port)]
+    server = start_http_process(cmd, f"http://127.0.0.1:{port}/api/studies", tmp_path)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30) as response:
+            studies = json.loads(response.read())["study_summaries"]
+        [summary] = [s for s in studies if s["study_name"] == "reach"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", timeout=30) as r:
+            detail = json.loads(r.read())
+    finally:
+        stop_mlflow_server(server)
+    assert [t["values"] for t in detail["trials"]] == [[0.2], [0.7]]
+    assert detail["best_trials"][0]["params"][0]["name"] == "train.learning_rate"
