@@ -105,7 +105,8 @@ def source_name(stage: str) -> str:
             return script.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:  # a script outside the workspace
         pass
-    return {"seeds": "python -m rlcore.bench seeds"}.get(stage, f"stages/{stage}.py")
+    commands = {"seeds": "python -m rlcore.bench seeds", "notebook": "notebooks/reach.ipynb"}
+    return commands.get(stage, f"stages/{stage}.py")
 
 
 def run_name(params: Params, device: str) -> str:
