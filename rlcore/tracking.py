@@ -341,13 +341,36 @@ def log_dataset(run_id: str, path: Path, context: str = "training") -> str:
     return digest
 
 
+VIEW = "rlcore"  # the shared view of the runs table: the columns that tell runs apart
+VIEW_COLUMNS = [
+    "attributes.`Source`",
+    "attributes.`Models`",
+    "attributes.`Dataset`",
+    "metrics.`eval_success_rate`",
+    "metrics.`eval_success_rate_ci_low`",
+    "metrics.`eval_success_rate_ci_high`",
+    "metrics.`success_rate`",
+    "metrics.`train_wall_s`",
+    "params.`train.algo`",
+    "params.`train.learning_rate`",
+    "params.`train.total_steps`",
+]
+
+
 def runs_url(experiment_id: str | None = None) -> str:
     """The MLflow UI's runs table for the experiment (`mlflow ui` at the repo root serves it on
-    http://127.0.0.1:5000; a tracking server at its own address)."""
+    http://127.0.0.1:5000; a tracking server at its own address), opened on a shared view that
+    shows held-out success and the main params as columns. The view is an experiment tag
+    (`mlflow.sharedViewState.rlcore`), what the UI's own Share button writes."""
+    import json
+
     experiment_id = experiment_id or setup()
+    state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    tag = f"mlflow.sharedViewState.{VIEW}"
+    retry(lambda: client().set_experiment_tag(experiment_id, tag, json.dumps(state)), "saving the runs view")
     uri = tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
 
 
 def end_run(run_id: str, status: str = "FINISHED", root: Path | None = None) -> None:

@@ -4,6 +4,9 @@ client and through a real server's REST API, and the errors a user meets first."
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -156,6 +159,52 @@ def test_mlflow_server_serves_the_run_over_rest(repo):
         assert "train.n_steps" in params and "eval_success_rate" in metrics
     finally:
         stop_mlflow_server(server)
+
+
+def browser() -> str:
+    """Chromium for the browser check: RLCORE_TEST_BROWSER (CI sets it), else one on PATH."""
+    found = os.environ.get("RLCORE_TEST_BROWSER") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium under CI (.ci/run installs it through .ci/browser)")
+        pytest.skip("install chromium (Debian: apt-get install chromium) to run the browser check")
+    return found
+
+
+def test_the_runs_table_shows_the_run_in_a_browser(repo):
+    """What a person sees: `mlflow ui` on the pipeline's store, the URL the stages print, loaded
+    in headless Chromium with the page's requests settled; the run's row shows its name, its
+    held-out success with its interval, its dataset, its source and its model."""
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+
+    chromium = browser()
+    run_id = json.loads((repo / "out/train.json").read_text())["run_id"]
+    store = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    run = store.get_run(run_id)
+    port = free_port()
+    server = start_mlflow_server(f"sqlite:///{repo / 'mlflow.db'}", port, repo)
+    try:
+        url = (
+            f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={tracking.VIEW}"
+        )
+        cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=3000,1200"]
+        cmd += ["--virtual-time-budget=30000", "--dump-dom", url]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
+    finally:
+        stop_mlflow_server(server)
+    text = re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>|<style.*?</style>", "", dom, flags=re.S))
+    )
+    assert run.info.run_name in text, text[:2000]
+    row = text[text.index(run.info.run_name) :]
+    for key in ("eval_success_rate", "eval_success_rate_ci_high"):
+        value = run.data.metrics[key]
+        shown = str(int(value)) if value == int(value) else str(value)  # as JavaScript prints a number
+        assert key in text and f" {shown} " in row, (key, shown, row[:600])
+    assert "targets.npz" in row and "train.py" in row and "policy" in row  # Dataset, Source, Models
 
 
 def test_missing_inputs_name_the_stage_to_run(tmp_path):
