@@ -344,6 +344,7 @@ def log_dataset(run_id: str, path: Path, context: str = "training") -> str:
 VIEW = "rlcore"  # the shared view of the runs table: the columns that tell runs apart
 VIEW_COLUMNS = [
     "attributes.`Source`",
+    "attributes.`Version`",
     "attributes.`Models`",
     "attributes.`Dataset`",
     "metrics.`eval_success_rate`",

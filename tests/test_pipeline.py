@@ -174,7 +174,7 @@ def browser() -> str:
 def test_the_runs_table_shows_the_run_in_a_browser(repo):
     """What a person sees: `mlflow ui` on the pipeline's store, the URL the stages print, loaded
     in headless Chromium with the page's requests settled; the run's row shows its name, its
-    held-out success with its interval, its dataset, its source and its model."""
+    held-out success with its interval, its dataset, its source, the commit and its model."""
     from mlflow.tracking import MlflowClient
 
     from rlcore import tracking
@@ -205,6 +205,8 @@ def test_the_runs_table_shows_the_run_in_a_browser(repo):
         shown = str(int(value)) if value == int(value) else str(value)  # as JavaScript prints a number
         assert key in text and f" {shown} " in row, (key, shown, row[:600])
     assert "targets.npz" in row and "train.py" in row and "policy" in row  # Dataset, Source, Models
+    commit = run.data.tags["mlflow.source.git.commit"]
+    assert commit[:6] in row, row[:600]  # Version: the source commit
 
 
 def test_missing_inputs_name_the_stage_to_run(tmp_path):
