@@ -27,13 +27,15 @@ def start_server(store: Path, port: int) -> subprocess.Popen:
 
 
 def train(repo: Path, uri: str, server: subprocess.Popen, store: Path, port: int, outage: bool) -> dict:
-    """Train against `uri`; 8 s in, kill the server (outage) or not; 8 s later boot a server:
-    the same one again (outage) or a bystander on another port and store (calm)."""
+    """Train against `uri`; once its first metrics reach the server, kill the server (outage) or
+    not; 8 s later boot a server: the same one again (outage) or a bystander on another port and
+    store (calm)."""
     env = {**child_env(), "MLFLOW_TRACKING_URI": uri}
+    started_ms = int(time.time() * 1000)
     proc = subprocess.Popen(
         [sys.executable, "stages/train.py"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    time.sleep(8)  # training under way
+    wait_for_training(uri, started_ms, proc)
     if outage:
         stop_mlflow_server(server)
     time.sleep(8)  # the server is away, or not
@@ -51,7 +53,28 @@ def train(repo: Path, uri: str, server: subprocess.Popen, store: Path, port: int
     return result
 
 
+def wait_for_training(uri: str, started_ms: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until the run this training opened has metrics on the server: training is under way (the
+    stage's start, its imports and its first MLflow calls, take a varying time on a busy machine)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            experiment = client.get_experiment_by_name("rlcore")
+            if experiment is not None:
+                runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {started_ms}")
+                if any("fps" in r.data.metrics for r in runs):
+                    return
+        except Exception:  # noqa: BLE001 - the server is busy: ask again
+            pass
+        time.sleep(0.5)
+    raise AssertionError("training sent no metrics to the server")
+
+
 @pytest.mark.slow
+@pytest.mark.serial  # compares wall times: nothing else may share the cores
 def test_killed_and_restarted_server_loses_no_metric(tmp_path):
     from mlflow.tracking import MlflowClient
 
