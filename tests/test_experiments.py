@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_repo, dvc, run
+from tests.helpers import copy_repo, dvc
 
 pytestmark = pytest.mark.slow  # minutes: whole DAGs in DVC experiments
 
@@ -120,21 +120,3 @@ def test_temp_experiment_and_documented_special_values(repo):
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
     assert snapshot(repo) == before_files
     check_experiment_runs(repo, before_runs, {"t-special"}, {"t-special": 5})
-
-
-def test_run_all_then_apply(repo):
-    before_files, before_runs = snapshot(repo), set(mlflow_runs(repo))
-    seeds = {"r-seed6": 6, "r-seed7": 7}
-    for name, seed in seeds.items():
-        dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"seed={seed}", "-S", "train.total_steps=8192")
-    dvc(repo, "exp", "run", "--run-all")
-    wait_for_queue(repo)
-    assert snapshot(repo) == before_files
-    check_experiment_runs(repo, before_runs, set(seeds), seeds)
-    # apply brings the experiment's outputs, and out/train.json names its MLflow run
-    run_id = next(r.info.run_id for r in mlflow_runs(repo).values() if r.data.tags.get("dvc_exp_name") == "r-seed7")
-    dvc(repo, "exp", "apply", "r-seed7")
-    assert json.loads((repo / "out/train.json").read_text())["run_id"] == run_id
-    assert "seed: 7" in (repo / "params.yaml").read_text()
-    assert (repo / "models/policy.pt").is_file()
-    run(["git", "checkout", "--", "params.yaml"], repo, check=False)

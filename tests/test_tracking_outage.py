@@ -1,15 +1,15 @@
 """A tracking-server outage loses nothing and stalls nothing: a real `mlflow server` on loopback
-is killed mid-training and restarted on the same port and store; the run still gets every
-metric, and training takes about as long as a run without the outage.
-
-Server and training share this machine's 2 cores, and booting a server costs ~10 CPU-seconds.
-So that the comparison measures the outage, not that boot, the calm runs boot a second server
-(its own port and store) at the same moment: same load, no outage."""
+is killed mid-training and restarted 8 s later on the same port and store; the run still gets
+every metric, and no update waited for the server. The second is read from the learning curve's
+wall clock (out/train_curve.csv): an 8 s outage that blocked the training loop would show as one
+update taking seconds, where updates take tens of milliseconds. That holds on a busy machine too,
+where comparing whole runs' wall times would not."""
 
 from __future__ import annotations
 
 import csv
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -26,31 +26,21 @@ def start_server(store: Path, port: int) -> subprocess.Popen:
     return start_mlflow_server(f"sqlite:///{store / 'server.db'}", port, store, store / "artifacts")
 
 
-def train(repo: Path, uri: str, server: subprocess.Popen, store: Path, port: int, outage: bool) -> dict:
-    """Train against `uri`; once its first metrics reach the server, kill the server (outage) or
-    not; 8 s later boot a server: the same one again (outage) or a bystander on another port and
-    store (calm)."""
+def train_through_an_outage(repo: Path, uri: str, server: subprocess.Popen, store: Path, port: int) -> tuple:
+    """Train against `uri`; once its first metrics reach the server, kill the server; 8 s later
+    start it again on the same port and store. Returns (train.json, the stage's output, server)."""
     env = {**child_env(), "MLFLOW_TRACKING_URI": uri}
     started_ms = int(time.time() * 1000)
     proc = subprocess.Popen(
         [sys.executable, "stages/train.py"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     wait_for_training(uri, started_ms, proc)
-    if outage:
-        stop_mlflow_server(server)
-    time.sleep(8)  # the server is away, or not
-    if outage:
-        server = start_server(store, port)
-    else:
-        bystander_store = store.with_name(f"bystander-{time.monotonic_ns()}")
-        bystander_store.mkdir()
-        stop_mlflow_server(start_server(bystander_store, free_port()))
+    stop_mlflow_server(server)
+    time.sleep(8)  # the server is away
+    server = start_server(store, port)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out.decode()[-3000:]
-    result = json.loads((repo / "out" / "train.json").read_text())
-    result["log"] = out.decode()
-    result["server"] = server
-    return result
+    return json.loads((repo / "out" / "train.json").read_text()), out.decode(), server
 
 
 def wait_for_training(uri: str, started_ms: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
@@ -74,7 +64,6 @@ def wait_for_training(uri: str, started_ms: int, proc: subprocess.Popen, timeout
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # compares wall times: nothing else may share the cores
 def test_killed_and_restarted_server_loses_no_metric(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -87,22 +76,22 @@ def test_killed_and_restarted_server_loses_no_metric(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     server = start_server(store, port)
     try:
-        # alternating rounds on a shared, noisy machine: calm, with the outage, calm again
-        calm = [train(repo, uri, server, store, port, outage=False)]
-        stormy = train(repo, uri, server, store, port, outage=True)
-        server = stormy["server"]
-        calm.append(train(repo, uri, server, store, port, outage=False))
-        assert "sending metrics failed" in stormy["log"]  # the outage did happen mid-training
+        result, log, server = train_through_an_outage(repo, uri, server, store, port)
+        assert "sending metrics failed" in log  # the outage did happen mid-training
         client = MlflowClient(uri)
         with (repo / "out" / "train_curve.csv").open() as f:
-            steps = [int(row["step"]) for row in csv.DictReader(f)]
-        run = client.get_run(stormy["run_id"])
+            rows = list(csv.DictReader(f))
+        steps = [int(row["step"]) for row in rows]
+        run = client.get_run(result["run_id"])
         assert run.info.status == "FINISHED"
         for key in ("fps", "policy_loss", "update_s"):
-            history = sorted(m.step for m in client.get_metric_history(stormy["run_id"], key))
+            history = sorted(m.step for m in client.get_metric_history(result["run_id"], key))
             assert history == steps, f"{key}: {len(history)} values for {len(steps)} updates"
-        calm_s = [c["wall_s"] for c in calm]
-        print(f"training wall time: {calm_s} s without the outage, {stormy['wall_s']:.1f} s with it")
-        assert stormy["wall_s"] <= 1.10 * max(calm_s)  # within 10% of a calm run of the same hour
+        # no update waited for the server: the longest gap between updates is far below the outage
+        walls = [float(row["wall_s"]) for row in rows]
+        gaps = [b - a for a, b in zip(walls, walls[1:])]
+        typical = statistics.median(gaps)
+        print(f"{len(gaps)} updates: median {typical * 1000:.0f} ms, longest {max(gaps) * 1000:.0f} ms (outage 8 s)")
+        assert max(gaps) < max(3.0, 25 * typical), f"an update took {max(gaps):.1f} s: training waited for MLflow"
     finally:
         stop_mlflow_server(server)
