@@ -43,7 +43,7 @@ def main(args, params) -> None:
         logged = {f"bench_{key}": float(value) for key, value in metrics.items()}
         files = [(out_dir, "report"), (bench_path, "report")]
         tracking.log_results(run_id, logged, files, what="logging the report")
-        print(f"logged into MLflow run {run_id}")
+        print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
 
 
 if __name__ == "__main__":
