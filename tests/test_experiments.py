@@ -55,14 +55,19 @@ def wait_for_queue(repo: Path, timeout: float = 900) -> str:
     raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def baseline_repo(tmp_path_factory) -> Path:
+    """A repo copy with the pipeline run once (the experiments' baseline)."""
     root = copy_repo(tmp_path_factory.mktemp("experiments"))
     dvc(root, "repro")
     # a checkpoint in the workspace that no experiment may resume from or touch
     (root / "checkpoints").mkdir(exist_ok=True)
     (root / "checkpoints" / "last.pt").write_bytes(b"the workspace's own checkpoint")
     return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return baseline_repo(tmp_path_factory)
 
 
 def check_experiment_runs(repo: Path, before: set[str], names: set[str], seeds: dict[str, int]) -> None:

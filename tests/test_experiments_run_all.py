@@ -5,14 +5,19 @@ MLflow run, and apply brings its outputs back, naming that run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import dvc, run
-from tests.test_experiments import check_experiment_runs, mlflow_runs, snapshot, wait_for_queue
-from tests.test_experiments import repo as experiments_repo  # noqa: F401 - the fixture `repo`
+from tests.test_experiments import baseline_repo, check_experiment_runs, mlflow_runs, snapshot, wait_for_queue
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return baseline_repo(tmp_path_factory)
 
 
 def test_run_all_then_apply(repo):
