@@ -202,6 +202,24 @@ def test_sizes_over_the_vram_limit_stop_or_shrink():
     assert res.n_envs == 65536
 
 
+def wait_for_first_metrics(root, proc, timeout_s: float = 300) -> None:
+    """Until the training run in `root`'s store has its first metrics (sent every 2 s)."""
+    from mlflow.tracking import MlflowClient
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        if (root / "mlflow.db").exists():
+            try:
+                client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+                experiment = client.get_experiment_by_name("rlcore")
+                if experiment and any("fps" in r.data.metrics for r in client.search_runs([experiment.experiment_id])):
+                    return
+            except Exception:  # noqa: BLE001 - the store is being written: ask again
+                pass
+        time.sleep(0.5)
+    raise AssertionError("the train stage logged no metrics")
+
+
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a child; Windows delivers Ctrl-C to consoles only")
 def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
     params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 2_000_000, "checkpoint_every": 1000}}
@@ -209,10 +227,8 @@ def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
     stage("targets", root)
     stage("hardware", root)
     proc = start_stage("train", root, stdout=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (root / "mlflow.db").exists():
-        time.sleep(0.2)
-    time.sleep(8)  # well into training; no periodic checkpoint yet (checkpoint_every=1000)
+    wait_for_first_metrics(root, proc)  # training under way, however long the start took
+    time.sleep(2)  # a few updates in; no periodic checkpoint yet (checkpoint_every=1000)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
