@@ -75,7 +75,8 @@ class CurriculumConfig(Section):
 
 
 class EnvConfig(Section):
-    backend: Literal["bullet", "batched"] = "batched"
+    backend: Literal["bullet", "batched"] = "batched"  # "bullet": the physics engine of `physics`
+    physics: Literal["auto", "pybullet", "mujoco"] = "auto"  # auto: PyBullet where it imports, else MuJoCo
     control_hz: int = Field(30, ge=1, le=500)
     episode_steps: int = Field(60, ge=1, le=10_000)
     success_radius: float = Field(0.02, gt=0.0, le=1.0)

@@ -1,4 +1,5 @@
-"""Evaluation in PyBullet at accurate settings on held-out targets, whatever trained the policy."""
+"""Evaluation in the physics engine (`env.physics`: PyBullet or MuJoCo) at accurate settings on
+held-out targets, whatever trained the policy."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run deterministic episodes on held-out targets: every one once (episodes None), or
     `episodes` of them drawn without replacement while they last."""
-    from rlcore.envs.bullet import ReachEnv  # PyBullet only here: the twin's evaluation runs without it
+    from rlcore.envs.physics import make_reach_env  # physics only here: the twin's evaluation runs without it
 
     chosen = heldout_targets(targets, episodes, seed)
-    env = ReachEnv(params, targets, mode="eval", gui=gui)
+    env = make_reach_env(params, targets, mode="eval", gui=gui)
     rows = []
     iterator = range(len(chosen))
     if progress:
@@ -80,10 +81,10 @@ def evaluate_controller(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`evaluate`'s episodes (same targets, same start states) with the arm driven by a
     `rlcore.deploy.Controller`: measured joints in, joint-position commands out."""
-    from rlcore.envs.bullet import ReachEnv
+    from rlcore.envs.physics import make_reach_env
 
     chosen = heldout_targets(targets, episodes, seed)
-    env = ReachEnv(params, targets, mode="eval")
+    env = make_reach_env(params, targets, mode="eval")
     radius, rows = params.env.success_radius, []
     for i, idx in enumerate(chosen):
         env.reset(seed=seed + i, options={"target": targets.positions[idx]})
@@ -149,9 +150,9 @@ def render_gif(
     """A GIF of a few held-out episodes with the target drawn; returns the frame count."""
     from PIL import Image
 
-    from rlcore.envs.bullet import ReachEnv
+    from rlcore.envs.physics import make_reach_env
 
-    env = ReachEnv(params, targets, mode="eval", render_mode="rgb_array")
+    env = make_reach_env(params, targets, mode="eval", render_mode="rgb_array")
     pool = targets.indices("heldout")
     rng = np.random.default_rng(seed + 1)
     frames = []

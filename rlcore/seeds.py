@@ -34,7 +34,7 @@ class SeedResult:
     seed: int
     run_id: str
     heldout: dict[str, Any]  # evaluate()'s summary: success_rate, its interval, distances ...
-    evaluated_in: str  # "pybullet" (the evaluate stage's figure) or "twin" (no pybullet here)
+    evaluated_in: str  # "pybullet" or "mujoco" (the evaluate stage's figure) or "twin" (no engine here)
     train_s: float  # training time, scoring excluded
     time_to_target_s: float | None  # None: not reached
     steps_to_target: int | None
@@ -179,10 +179,11 @@ def train_seed(
     policy = policy_from_bundle(bundle, "cpu")
     try:
         from rlcore.evaluation import evaluate
+        from rlcore.robots.engines import engine_of
 
+        where = engine_of(params)
         heldout, _ = evaluate(policy, params, targets, params.eval.episodes, params.eval.seed, progress=progress)
-        where = "pybullet"
-    except ImportError:  # a machine without pybullet (a GPU box): the twin's figure, said so
+    except (ImportError, ConfigError):  # no physics engine here (a GPU box): the twin's figure, said so
         heldout, where = evaluate_batched(policy, params, targets, None, seed=params.eval.seed), "twin"
     reached = state["reached"]
     result = SeedResult(
@@ -232,7 +233,8 @@ def summarise(results: list[SeedResult], label: str, overrides: list[str], targe
 def summary_text(summary: dict[str, Any]) -> list[str]:
     """The summary as printed lines."""
     h, t = summary["heldout"], summary["target"]
-    where = "PyBullet, accurate physics" if summary["evaluated_in"] == "pybullet" else "the twin (no pybullet here)"
+    labels = {"pybullet": "PyBullet, accurate physics", "mujoco": "MuJoCo, accurate physics"}
+    where = labels.get(summary["evaluated_in"], "the twin (no physics engine here)")
     lines = [
         f"seeds [{summary['label']}] {' '.join(summary['overrides']) or '(params.yaml)'}: "
         f"{len(summary['seeds'])} seeds x {summary['total_steps']:,} steps; held-out success in {where}",

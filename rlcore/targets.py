@@ -138,11 +138,12 @@ class TargetCache:
 
 
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
-    """Sample, check and bin `targets.n` reachable targets (PyBullet FK and contact checks)."""
+    """Sample, check and bin `targets.n` reachable targets (FK and self-contact checks in the
+    engine of `env.physics`; the engine is recorded in the metadata, `collision_engine`)."""
     cfg = params.targets
-    from rlcore.robots.arm import BulletArm  # PyBullet only to build a cache, not to load one
+    from rlcore.robots.engines import engine_of, make_arm  # physics only to build a cache, not to load one
 
-    arm = BulletArm(params.robot.urdf, params.robot.ee_link, self_collision=True)
+    arm = make_arm(params, self_collision=True)
     rng = np.random.default_rng(cfg.seed)
     home = np.array(params.robot.home or [0.0] * arm.chain.dof)
     arm.set_joints(home)
@@ -181,7 +182,7 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     heldout = np.zeros(cfg.n, dtype=bool)
     split_rng = np.random.default_rng(cfg.seed + 1)
     heldout[split_rng.permutation(cfg.n)[: int(round(cfg.heldout_fraction * cfg.n))]] = True
-    meta = cache_key(params) | {"acceptance": cfg.n / tries}
+    meta = cache_key(params) | {"acceptance": cfg.n / tries, "collision_engine": engine_of(params)}
     return TargetCache(
         positions=positions_arr,
         joints=np.array(joints, dtype=np.float32),

@@ -1,9 +1,10 @@
-"""Stage `evaluate`: the deterministic policy on held-out targets in PyBullet (accurate physics).
+"""Stage `evaluate`: the deterministic policy on held-out targets in the physics engine of
+`env.physics` (PyBullet or MuJoCo, accurate physics).
 
 Writes out/eval.json, out/eval_episodes.csv and out/eval.gif (a one-frame placeholder when
 eval.gif_episodes is 0), and logs them into the MLflow run
 that `train` opened. Outside the DAG: --model PATH evaluates any checkpoint, --episodes N,
---gui opens a live PyBullet window (demo mode); such ad-hoc runs write under out/adhoc/ and log
+--gui opens a live PyBullet or MuJoCo window (demo mode); such ad-hoc runs write under out/adhoc/ and log
 nothing to MLflow.
 """
 
@@ -20,6 +21,7 @@ from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
 from rlcore.evaluation import describe, evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
 from rlcore.ppo.policy import load_policy  # noqa: E402
+from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
 
@@ -39,7 +41,7 @@ def main(args, params) -> None:
         raise StageError(str(err)) from None
     episodes = args.episodes if args.episodes is not None else params.eval.episodes
     if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        # PyBullet's GUI exits the process when it cannot reach an X server: check first
+        # PyBullet's GUI exits the process when it cannot reach an X server (MuJoCo's viewer fails): check first
         raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
     metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
     # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
@@ -62,7 +64,8 @@ def main(args, params) -> None:
         print(f"wrote {args.gif} ({frames} frames)")
     else:
         placeholder_gif(gif, "no episodes rendered (eval.gif_episodes: 0)")
-    print(f"evaluate ({bundle['algo']} policy, {metrics['episodes']} held-out episodes, PyBullet accurate physics):")
+    engine = LABELS[engine_of(params)]
+    print(f"evaluate ({bundle['algo']} policy, {metrics['episodes']} held-out episodes, {engine} accurate physics):")
     for line in describe(metrics):
         print(f"  {line}")
     train_json = root / "out" / "train.json"
@@ -85,7 +88,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--episodes", type=positive_int, default=None, help="episodes (default eval.episodes: every held-out target)"
     )
-    parser.add_argument("--gui", action="store_true", help="show a live PyBullet window")
+    parser.add_argument("--gui", action="store_true", help="show a live PyBullet or MuJoCo window")
     parser.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
     parser.add_argument("--episodes-csv", default=None)
     parser.add_argument("--gif", default=None)

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import runs  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
 TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a fraction of the velocity limit
@@ -70,7 +71,8 @@ def main(args, params) -> None:
                 result[f"{name}_{key}"] = metrics[key]
         result["controller_episodes"] = episodes
         print(
-            f"  controller in PyBullet, {episodes} held-out episodes: {ctl_metrics['success_rate']:.1%} "
+            f"  controller in {LABELS[engine_of(params)]}, {episodes} held-out episodes: "
+            f"{ctl_metrics['success_rate']:.1%} "
             f"(torch policy on the same episodes: {torch_metrics['success_rate']:.1%})"
         )
     print(f"  controller step at batch 1: p50 {result['latency_p50_ms']:.3f} ms, p99 {result['latency_p99_ms']:.3f} ms")

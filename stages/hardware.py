@@ -19,7 +19,19 @@ import torch  # noqa: E402
 from rlcore import hardware as hw  # noqa: E402
 from rlcore import placement  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser  # noqa: E402
+from rlcore.config import ConfigError  # noqa: E402
 from rlcore.memory import bytes_per_env  # noqa: E402
+from rlcore.robots import engines  # noqa: E402
+
+
+def physics_engine(params) -> dict:
+    """Which engine `env.physics` resolves to here and why; null where none imports (a GPU box
+    training the twin), with the reason."""
+    try:
+        engine, why = engines.resolve(params.env.physics)
+    except ConfigError as err:
+        return {"engine": None, "reason": str(err)}
+    return {"engine": engine, "reason": why}
 
 
 def previous_decision(path: Path) -> dict | None:
@@ -48,6 +60,7 @@ def main(args, params) -> None:
         "platform": f"{platform.system()} {platform.machine()}",
         "probes": [p.stable_dict() for p in probes],
         "decision": decided.to_dict(),
+        "physics": physics_engine(params),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -76,6 +89,8 @@ def main(args, params) -> None:
     )
     for reason in d.reasons:
         print(f"  - {reason}")
+    physics = report["physics"]
+    print(f"physics engine: {physics['engine'] or 'none'} ({physics['reason']})")
     print(f"wrote {out}")
 
 

@@ -74,7 +74,7 @@ def test_deps_cover_the_import_closure_and_robot_files(stage):
 @pytest.mark.parametrize("stage", sorted(DVC))
 def test_params_cover_every_section_the_code_reads(stage):
     read = set().union(*(sections_read(p) for p in closure(ROOT / "stages" / f"{stage}.py")))
-    declared = set(DVC[stage].get("params", []))
+    declared = {key.split(".")[0] for key in DVC[stage].get("params", [])}  # env.physics declares env in part
     assert read <= declared, f"dvc.yaml stage {stage!r} reads params sections {sorted(read - declared)}"
 
 

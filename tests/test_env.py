@@ -1,4 +1,6 @@
-"""The PyBullet reach env: gymnasium contract, seeding, velocity limits, success, rendering."""
+"""The reach env on both engines (PyBullet and MuJoCo): gymnasium contract, seeding, velocity
+limits, success, rendering, vectorised workers. Each test runs once per engine (`-k mujoco` runs
+the MuJoCo half where pybullet is not installed)."""
 
 from __future__ import annotations
 
@@ -9,28 +11,44 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rlcore.envs import ENV_ID
-from rlcore.envs.bullet import ReachEnv, obs_size
+from rlcore.envs import ENV_ID, MUJOCO_ENV_ID
+from rlcore.envs.physics import reach_env_class
+from rlcore.envs.task import obs_size
+
+
+@pytest.fixture(params=["pybullet", "mujoco"])
+def engine_params(request, small_params):
+    params = small_params.model_copy(deep=True)
+    params.env.physics = request.param
+    return params
 
 
 @pytest.fixture
-def env(small_params, small_cache):
-    e = ReachEnv(small_params, small_cache)
+def ReachEnv(engine_params):  # noqa: N802 - the engine's env class, under the name the tests read
+    cls = reach_env_class(engine_params)
+    assert cls.engine == engine_params.env.physics
+    return cls
+
+
+@pytest.fixture
+def env(ReachEnv, engine_params, small_cache):  # noqa: N803
+    e = ReachEnv(engine_params, small_cache)
     yield e
     e.close()
 
 
-def test_check_env_and_registration(small_params, small_cache):
-    check_env(ReachEnv(small_params, small_cache), skip_render_check=True)
-    registered = gym.make(ENV_ID)
+def test_check_env_and_registration(ReachEnv, engine_params, small_cache):  # noqa: N803
+    check_env(ReachEnv(engine_params, small_cache), skip_render_check=True)
+    registered = gym.make(ENV_ID if ReachEnv.engine == "pybullet" else MUJOCO_ENV_ID)
+    assert registered.unwrapped.engine == ReachEnv.engine
     obs, _ = registered.reset(seed=0)
     assert obs.shape == (obs_size(6),) and obs.dtype == np.float32
     registered.close()
 
 
-def test_seeding_gives_identical_episodes(small_params, small_cache):
+def test_seeding_gives_identical_episodes(ReachEnv, engine_params, small_cache):  # noqa: N803
     def episode(seed):
-        e = ReachEnv(small_params, small_cache)
+        e = ReachEnv(engine_params, small_cache)
         obs, _ = e.reset(seed=seed)
         rng = np.random.default_rng(123)
         trace = [obs]
@@ -83,8 +101,8 @@ def test_success_logic_and_no_termination(env):
     assert not info["is_success"] and far_reward < min(rewards)
 
 
-def test_render_shows_target(small_params, small_cache):
-    e = ReachEnv(small_params, small_cache, render_mode="rgb_array")
+def test_render_shows_target(ReachEnv, engine_params, small_cache):  # noqa: N803
+    e = ReachEnv(engine_params, small_cache, render_mode="rgb_array")
     e.reset(seed=0)
     frame = e.render()
     assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
@@ -93,7 +111,7 @@ def test_render_shows_target(small_params, small_cache):
     e.close()
 
 
-def test_chunked_workers_equal_to_in_process(small_params, small_cache):
+def test_chunked_workers_equal_to_in_process(engine_params, small_cache):
     """One worker process per core, each stepping a chunk; chunking changes no numbers."""
     import torch
 
@@ -101,8 +119,8 @@ def test_chunked_workers_equal_to_in_process(small_params, small_cache):
     from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
 
     cpu = torch.device("cpu")
-    sub = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
-    ref = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="dummy", seed=7)[0], cpu)
+    sub = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
+    ref = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="dummy", seed=7)[0], cpu)
     try:
         assert sub.workers == (2 if cpu_cores() >= 2 else 0)
         assert torch.equal(sub.reset(), ref.reset())
@@ -117,7 +135,7 @@ def test_chunked_workers_equal_to_in_process(small_params, small_cache):
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="this OS cannot pin processes to cores")
-def test_chunked_workers_pinned_one_core_each(small_params, small_cache):
+def test_chunked_workers_pinned_one_core_each(engine_params, small_cache):
     import torch
 
     from rlcore.devices import cpu_cores
@@ -125,7 +143,7 @@ def test_chunked_workers_pinned_one_core_each(small_params, small_cache):
 
     if cpu_cores() < 2:
         pytest.skip("one core: a single in-process chunk, nothing to pin")
-    sub = BulletVecEnv(make_chunked_vec_env(small_params, small_cache, 4, kind="auto", seed=7)[0], torch.device("cpu"))
+    sub = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], torch.device("cpu"))
     try:
         cores = [os.sched_getaffinity(p.pid) for p in sub.venv.processes]
         assert all(len(c) == 1 for c in cores) and len(set.union(*cores)) == 2

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 
-import mujoco
 import numpy as np
 
 from rlcore.config import Params
 from rlcore.envs.reach import ArmReachEnv, physics_for
-from rlcore.robots.mujoco_arm import MujocoArm
+from rlcore.robots.mujoco_arm import MujocoArm, mujoco
 from rlcore.targets import TargetCache
 
 RENDER_SIZE = (240, 320)  # height, width: as the PyBullet env's frames
@@ -94,7 +93,7 @@ class MujocoReachEnv(ArmReachEnv):
                 ) from None
         camera = mujoco.MjvCamera()
         camera.lookat[:] = (0.25, 0.0, 0.4)
-        camera.distance, camera.azimuth, camera.elevation = 1.25, -140.0, -25.0
+        camera.distance, camera.azimuth, camera.elevation = 1.25, 140.0, -25.0
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render().copy()
 

@@ -1,5 +1,6 @@
-"""Vectorised PyBullet envs through stable-baselines3's VecEnvs (one PyBullet client per env),
-behind the tensor API (rlcore.envs.task.StepResult) that both env backends share."""
+"""Vectorised physics envs (PyBullet or MuJoCo, by `env.physics`) through stable-baselines3's
+VecEnvs (one PyBullet client or MuJoCo model per env), behind the tensor API
+(rlcore.envs.task.StepResult) that both env backends share."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rlcore.config import Params
-from rlcore.envs.bullet import ReachEnv
+from rlcore.envs.physics import make_reach_env
+from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.task import StepResult
 from rlcore.oscompat import cpu_list, pin_to_cpu, preload_for_forkserver, resolve_start_method
 from rlcore.targets import TargetCache
@@ -24,11 +26,11 @@ log = logging.getLogger(__name__)
 
 def env_factory(
     params: Params, targets: TargetCache | None, mode: str = "train", seed: int = 0
-) -> Callable[[], ReachEnv]:
-    """A picklable constructor: the PyBullet client is created inside the worker process."""
+) -> Callable[[], ArmReachEnv]:
+    """A picklable constructor: the physics client is created inside the worker process."""
 
-    def make() -> ReachEnv:
-        env = ReachEnv(params, targets, mode=mode)
+    def make() -> ArmReachEnv:
+        env = make_reach_env(params, targets, mode=mode)
         env.reset(seed=seed)
         return env
 
@@ -112,7 +114,7 @@ class ChunkEnv(gym.Env):
         self, params: Params, targets: TargetCache | None, mode: str, seeds: list[int], cpu: int | None = None
     ) -> None:
         pin_to_cpu(cpu)
-        self.envs = [ReachEnv(params, targets, mode=mode) for _ in seeds]
+        self.envs = [make_reach_env(params, targets, mode=mode) for _ in seeds]
         self.seeds = seeds
         k, single = len(seeds), self.envs[0]
         self.observation_space = gym.spaces.Box(-10.0, 10.0, (k, *single.observation_space.shape), np.float32)

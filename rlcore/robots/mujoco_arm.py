@@ -9,16 +9,14 @@ off the chain (a gripper's fingers) are welded, and a site marks the end-effecto
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede `import mujoco`
+from rlcore.robots.engines import headless_gl_default
 
+headless_gl_default()
 import mujoco  # noqa: E402
 
 from rlcore.robots.chain import Chain, read_chain  # noqa: E402
@@ -70,7 +68,10 @@ def arm_spec(chain: Chain, scenery: bool = False, target_radius: float = 0.025) 
         if joint.name not in on_chain:
             spec.delete(joint)
     spec.body(chain.ee_link).add_site(name=EE_SITE, size=[0.005, 0, 0])
-    if scenery:
+    if scenery:  # drawn geoms (contype = conaffinity = 0): kept, the URDF's visuals too
+        spec.compiler.discardvisual = False
+        spec.visual.headlight.ambient = [0.4, 0.4, 0.4]
+        spec.visual.headlight.diffuse = [0.6, 0.6, 0.6]
         world = spec.worldbody
         world.add_light(pos=[0.5, -0.5, 2.0], dir=[-0.2, 0.2, -1.0], diffuse=[0.8, 0.8, 0.8])
         world.add_geom(
