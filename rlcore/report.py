@@ -166,7 +166,7 @@ def markdown(
     lines += [
         "## Headline: rlcore PPO vs stable-baselines3 PPO",
         "",
-        f"Same PyBullet env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
+        f"Same {ppo.get('engine', 'PyBullet')} env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
         f"{ppo['steps_per_run']} steps per run. Each figure is the median of {ppo['rounds']} rounds that "
         "alternate rlcore, SB3 and a single env; the range is the slowest to the fastest round, and the "
         "spread (max - min) / median. Parallel efficiency = steps/s / (cores x single-env steps/s).",
@@ -177,7 +177,8 @@ def markdown(
         f"{_spread(ppo['rlcore'])} | {ppo['efficiency_rlcore']:.2f} |",
         f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} | "
         f"{_spread(ppo['sb3'])} | {ppo['efficiency_sb3']:.2f} |",
-        f"| single PyBullet env (this machine, {ppo['cores']} cores) | {ppo['fps_single_env']:,.0f} | "
+        f"| single {ppo.get('engine', 'PyBullet')} env (this machine, {ppo['cores']} cores) | "
+        f"{ppo['fps_single_env']:,.0f} | "
         f"{_spread(ppo['single_env'])} | |",
         f"| **ratio rlcore / SB3** | **{ppo['ratio_rlcore_vs_sb3']:.2f}x** | per round "
         f"{ppo['ratio_runs'].low:.2f}-{ppo['ratio_runs'].high:.2f}x | |",

@@ -12,6 +12,7 @@ from rlcore import devices
 from rlcore import hardware as hw
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine_text, single_env_fps
 from rlcore.config import Params
+from rlcore.robots.engines import LABELS, engine_of
 from rlcore.stats import Spread
 
 
@@ -115,6 +116,7 @@ def compare_ppo(
         "sb3": sb,
         "fps_single_env": single.median,
         "single_env": single,
+        "engine": LABELS[engine_of(params)],
         "cores": cores,
         "efficiency_rlcore": rl.median / (cores * single.median),
         "efficiency_sb3": sb.median / (cores * single.median),

@@ -35,10 +35,11 @@ def alternate(measures: dict[Hashable, Callable[[], float]], rounds: int) -> dic
 
 
 def single_env_fps(params: Params, steps: int = 3000, seed: int = 0) -> float:
-    """Raw steps/s of one ReachEnv (random actions, resets included), start-up excluded."""
-    from rlcore.envs.bullet import ReachEnv
+    """Raw steps/s of one reach env on `env.physics`'s engine (random actions, resets included),
+    start-up excluded."""
+    from rlcore.envs.physics import make_reach_env
 
-    env = ReachEnv(params)
+    env = make_reach_env(params)
     env.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, (steps, env.dof)).astype(np.float32)
 
@@ -56,10 +57,13 @@ def single_env_fps(params: Params, steps: int = 3000, seed: int = 0) -> float:
 
 
 def with_single_env(params: Params, measures: dict[Hashable, Callable[[], float]], steps: int = 2000) -> dict:
-    """The measures plus the machine's single-env PyBullet steps/s (where pybullet is installed)."""
+    """The measures plus the machine's single-env steps/s (where a physics engine is installed)."""
+    from rlcore.config import ConfigError
+    from rlcore.robots.engines import resolve
+
     try:
-        import pybullet  # noqa: F401
-    except ImportError:
+        resolve(params.env.physics)
+    except ConfigError:
         return measures
     return {**measures, SINGLE: lambda: single_env_fps(params, steps)}
 
@@ -73,9 +77,9 @@ def machine(results: dict[Hashable, Spread]) -> dict[str, Any]:
 def machine_text(info: dict[str, Any]) -> str:
     single = info["single_env"]
     if single is None:
-        return f"machine: {info['cores']} cores (no single-env PyBullet figure: pybullet is not installed here)"
+        return f"machine: {info['cores']} cores (no single-env figure: no physics engine is installed here)"
     spread = Spread(single["runs"])
-    return f"machine: {info['cores']} cores, single-env PyBullet {spread.text()} steps/s"
+    return f"machine: {info['cores']} cores, single-env {info.get('engine', 'PyBullet')} {spread.text()} steps/s"
 
 
 def rounds_arg(text: str) -> int:

@@ -8,8 +8,6 @@ MuJoCo, which installs from wheels on Windows, macOS and Linux for every support
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from functools import cache
 from typing import Any
 
@@ -23,20 +21,11 @@ INSTALL_HINT = {
 }
 
 
-def headless_gl_default() -> None:
-    """MuJoCo renders through EGL on a Linux machine without a display (a server, CI) unless
-    MUJOCO_GL says otherwise; it must be set before the first `import mujoco`."""
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
-
-
 @cache
 def import_error(engine: str) -> str | None:
     """None if the engine's module imports here, else the first line of why not."""
-    if engine == "mujoco":
-        headless_gl_default()
-    try:
-        importlib.import_module(engine)
+    try:  # MuJoCo through rlcore's module, which picks the headless renderer first
+        importlib.import_module({"mujoco": "rlcore.robots.mujoco_arm"}.get(engine, engine))
     except Exception as err:  # noqa: BLE001 - an import that fails in any way means: not here
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
     return None

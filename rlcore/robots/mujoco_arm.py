@@ -9,12 +9,20 @@ off the chain (a gripper's fingers) are welded, and a site marks the end-effecto
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from rlcore.robots.engines import headless_gl_default
+
+def headless_gl_default() -> None:
+    """MuJoCo renders through EGL on a Linux machine without a display (a server, CI) unless
+    MUJOCO_GL says otherwise; it must be set before the first `import mujoco`."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+
 
 headless_gl_default()
 import mujoco  # noqa: E402
