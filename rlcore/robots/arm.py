@@ -6,7 +6,7 @@ import numpy as np
 import pybullet as p
 from pybullet_utils.bullet_client import BulletClient
 
-from rlcore.robots.chain import Chain, read_chain
+from rlcore.robots.chain import Chain, limit_arrays, read_chain
 
 
 class BulletArm:
@@ -33,11 +33,7 @@ class BulletArm:
         self.joint_ids = [index_by_joint[j.name] for j in self.chain.movable]
         self.link_ids = [index_by_link[link] for link in self.chain.links]
         self.ee_id = index_by_link[self.chain.ee_link]
-        movable = self.chain.movable
-        self.lower = np.array([j.lower for j in movable], dtype=np.float64)
-        self.upper = np.array([j.upper for j in movable], dtype=np.float64)
-        self.vmax = np.array([j.velocity for j in movable], dtype=np.float64)
-        self.effort = np.array([j.effort for j in movable], dtype=np.float64)
+        self.lower, self.upper, self.vmax, self.effort = limit_arrays(self.chain)
         self.touching_at_rest: list[tuple[int, int]] = []
         if self_collision:
             self._ignore_contacts_at_rest()

@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 BUNDLED_DIR = Path(__file__).resolve().parent
 # a bundled robot's end effector when robot.ee_link is null (others: the chain's last link)
 BUNDLED_EE_LINKS = {"fanuc_lrmate200id.urdf": "flange"}
@@ -60,6 +62,14 @@ class Chain:
     def links(self) -> list[str]:
         """Every link after the root along the chain, ending with the end effector."""
         return [j.child for j in self.joints]
+
+
+def limit_arrays(chain: Chain) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, velocity, effort) of the chain's movable joints, as float64 arrays."""
+    movable = chain.movable
+    return tuple(
+        np.array([getattr(j, k) for j in movable], dtype=np.float64) for k in ("lower", "upper", "velocity", "effort")
+    )
 
 
 def resolve_urdf(name: str) -> Path:

@@ -27,7 +27,7 @@ def headless_gl_default() -> None:
 headless_gl_default()
 import mujoco  # noqa: E402
 
-from rlcore.robots.chain import Chain, read_chain  # noqa: E402
+from rlcore.robots.chain import Chain, limit_arrays, read_chain  # noqa: E402
 
 EE_SITE = "rlcore_ee"
 TARGET_BODY = "rlcore_target"
@@ -122,10 +122,7 @@ class MujocoArm:
     ) -> None:
         self.chain = read_chain(chain, ee_link) if isinstance(chain, str) else chain
         movable = self.chain.movable
-        self.lower = np.array([j.lower for j in movable], dtype=np.float64)
-        self.upper = np.array([j.upper for j in movable], dtype=np.float64)
-        self.vmax = np.array([j.velocity for j in movable], dtype=np.float64)
-        self.effort = np.array([j.effort for j in movable], dtype=np.float64)
+        self.lower, self.upper, self.vmax, self.effort = limit_arrays(self.chain)
         spec = arm_spec(self.chain, scenery, target_radius)
         if actuated:
             for joint in spec.joints:  # the URDF effort as a clamp breaks the implicit servo (see servo_gains)
