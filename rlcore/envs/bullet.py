@@ -8,11 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pybullet as p
 
-from rlcore.config import Params
-from rlcore.envs.reach import ArmReachEnv, physics_for
+from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.task import obs_size, reach_reward, substep_gain
 from rlcore.robots.arm import BulletArm
-from rlcore.targets import TargetCache
 
 __all__ = ["ReachEnv", "obs_size", "reach_reward", "substep_gain"]  # the task's shared parts, re-exported
 
@@ -22,23 +20,12 @@ class ReachEnv(ArmReachEnv):
 
     engine = "pybullet"
 
-    def __init__(
-        self,
-        params: Params | None = None,
-        targets: TargetCache | None = None,
-        mode: str = "train",
-        render_mode: str | None = None,
-        gui: bool = False,
-    ) -> None:
-        params = params or Params()
-        arm = BulletArm(params.robot.urdf, params.robot.ee_link, gui=gui)
-        super().__init__(params, targets, mode, render_mode, arm)
+    def _load_arm(self, gui: bool) -> BulletArm:
+        arm = BulletArm(self.params.robot.urdf, self.params.robot.ee_link, gui=gui)
         self.client = arm.client
         self.client.setGravity(0, 0, -9.81)
         self.client.setPhysicsEngineParameter(
-            fixedTimeStep=self.dt,
-            numSubSteps=self.substeps,
-            numSolverIterations=physics_for(params, mode).solver_iterations,
+            fixedTimeStep=self.dt, numSubSteps=self.substeps, numSolverIterations=self.physics.solver_iterations
         )
         # the hot path's PyBullet calls, bound once (BulletClient builds a partial per lookup)
         self._motor = self.client.setJointMotorControl2
@@ -47,6 +34,7 @@ class ReachEnv(ArmReachEnv):
         self._joint_states = self.client.getJointStates
         self._link_state = self.client.getLinkState
         self._target_body: int | None = None
+        return arm
 
     def command(self, q_cmd: np.ndarray) -> None:
         self.q_cmd = np.asarray(q_cmd, dtype=np.float64)

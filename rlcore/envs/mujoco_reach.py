@@ -18,10 +18,8 @@ import time
 
 import numpy as np
 
-from rlcore.config import Params
-from rlcore.envs.reach import ArmReachEnv, physics_for
+from rlcore.envs.reach import ArmReachEnv
 from rlcore.robots.mujoco_arm import MujocoArm, mujoco
-from rlcore.targets import TargetCache
 
 RENDER_SIZE = (240, 320)  # height, width: as the PyBullet env's frames
 
@@ -31,33 +29,25 @@ class MujocoReachEnv(ArmReachEnv):
 
     engine = "mujoco"
 
-    def __init__(
-        self,
-        params: Params | None = None,
-        targets: TargetCache | None = None,
-        mode: str = "train",
-        render_mode: str | None = None,
-        gui: bool = False,
-    ) -> None:
-        params = params or Params()
-        scenery = render_mode == "rgb_array" or gui
-        radius = max(params.env.success_radius, 0.025)
-        arm = MujocoArm(params.robot.urdf, params.robot.ee_link, actuated=True, scenery=scenery, target_radius=radius)
-        super().__init__(params, targets, mode, render_mode, arm)
-        physics = physics_for(params, mode)
-        self.dt_sub = self.dt / self.substeps
-        arm.servo_gains(self.dt_sub)
-        arm.model.opt.iterations = physics.solver_iterations
+    def _load_arm(self, gui: bool) -> MujocoArm:
+        robot = self.params.robot
+        scenery = self.render_mode == "rgb_array" or gui
+        radius = max(self.cfg.success_radius, 0.025)
+        arm = MujocoArm(robot.urdf, robot.ee_link, actuated=True, scenery=scenery, target_radius=radius)
+        dt_sub = self.dt / self.substeps
+        arm.servo_gains(dt_sub)
+        arm.model.opt.iterations = self.physics.solver_iterations
         self.model, self.data = arm.model, arm.data
         self._ids = arm.qpos_ids
         self._dofs = arm.dof_ids
-        self._kp = self.gain / self.dt_sub
+        self._kp = self.gain / dt_sub
         self._renderer: mujoco.Renderer | None = None
         self._viewer = None
         if gui:
             import mujoco.viewer
 
             self._viewer = mujoco.viewer.launch_passive(self.model, self.data)
+        return arm
 
     def command(self, q_cmd: np.ndarray) -> None:
         self.q_cmd = np.asarray(q_cmd, dtype=np.float64)

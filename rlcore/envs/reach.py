@@ -14,8 +14,9 @@ Reward: -w_d d + w_p (1 - tanh(d / sigma)) - w_a |a - a_prev|^2 / dof, d = |targ
 Episodes last `env.episode_steps` steps and never end on success (the arm must hold the target);
 `info["is_success"]` is d < `env.success_radius`, and counts at the last step.
 
-An engine's env subclasses `ArmReachEnv` and supplies the arm (set_joints, ee_position, chain,
-limits), `command`, `_read_state`, `_place_target` and `render`.
+An engine's env subclasses `ArmReachEnv` and supplies `_load_arm` (the robot in the engine, with
+set_joints, ee_position, chain and limits, and the engine's physics settings), `command`,
+`_read_state`, `_place_target` and `render`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlcore.config import Params, PhysicsConfig
+from rlcore.config import Params
 from rlcore.envs.task import obs_size, reach_reward, substep_gain
 from rlcore.targets import Curriculum, TargetCache
-
-
-def physics_for(params: Params, mode: str) -> PhysicsConfig:
-    """`env.train_physics` for training, `env.eval_physics` otherwise."""
-    return params.env.train_physics if mode == "train" else params.env.eval_physics
 
 
 class ArmReachEnv(gym.Env):
@@ -42,17 +38,26 @@ class ArmReachEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
     engine = ""
 
-    def __init__(self, params: Params, targets: TargetCache | None, mode: str, render_mode: str | None, arm: Any):
+    def __init__(
+        self,
+        params: Params | None = None,
+        targets: TargetCache | None = None,
+        mode: str = "train",
+        render_mode: str | None = None,
+        gui: bool = False,
+    ) -> None:
         super().__init__()
+        params = params or Params()
         self.params = params
         self.cfg = params.env
         self.targets = targets
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.cfg.control_hz}
-        self.arm = arm
+        self.physics = self.cfg.train_physics if mode == "train" else self.cfg.eval_physics
         self.dt = 1.0 / self.cfg.control_hz
-        self.substeps = physics_for(params, mode).sim_hz // self.cfg.control_hz
+        self.substeps = self.physics.sim_hz // self.cfg.control_hz
         self.gain = substep_gain(self.cfg.tracking, self.substeps)
+        self.arm = arm = self._load_arm(gui)
         dof = arm.chain.dof
         self.dof = dof
         self.home = np.array(params.robot.home or [0.0] * dof, dtype=np.float64)
@@ -72,6 +77,11 @@ class ArmReachEnv(gym.Env):
         self.forced_target: np.ndarray | None = None  # evaluation: the next reset uses this target
 
     # -- engine hooks --------------------------------------------------------------------------
+    def _load_arm(self, gui: bool) -> Any:
+        """The robot loaded into the engine (a live window with `gui`), with the engine set to
+        `self.physics`, `self.dt`, `self.substeps` and `self.gain`."""
+        raise NotImplementedError
+
     def command(self, q_cmd: np.ndarray) -> None:
         """Track a joint-position command for one control step, as `step` does with the command
         its action gives (a controller's q_cmd drives the arm through here)."""
