@@ -133,13 +133,13 @@ def ppo_text(r: dict[str, Any]) -> list[str]:
     """The comparison as printed lines (the bench command and the report's log)."""
     s = r["time_split_per_step"]
     return [
-        f"PPO end to end on PyBullet, {r['n_envs']} envs, {r['steps_per_run']} steps per run, "
+        f"PPO end to end on {r['engine']}, {r['n_envs']} envs, {r['steps_per_run']} steps per run, "
         f"median of {r['rounds']} alternating rounds (min-max, spread = (max-min)/median)",
         f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['rlcore'].text()} steps/s, "
         f"parallel efficiency {r['efficiency_rlcore']:.2f}",
         f"  sb3    ({r['sb3_vec_env']}): {r['sb3'].text()} steps/s, parallel efficiency {r['efficiency_sb3']:.2f}",
         f"  ratio rlcore / sb3: {r['ratio_rlcore_vs_sb3']:.2f}x (per round: {r['ratio_runs'].text('.2f')})",
-        f"  {machine_text({'cores': r['cores'], 'single_env': r['single_env'].to_dict()})}",
+        f"  {machine_text({'cores': r['cores'], 'single_env': r['single_env'].to_dict(), 'engine': r['engine']})}",
         "  parallel efficiency = steps/s / (cores x single-env steps/s)",
         f"  rlcore time per rollout step: env {s['env_s'] * 1e3:.2f} ms, "
         f"inference {s['inference_s'] * 1e3:.2f} ms, update {s['update_s'] * 1e3:.2f} ms",

@@ -68,10 +68,15 @@ def with_single_env(params: Params, measures: dict[Hashable, Callable[[], float]
     return {**measures, SINGLE: lambda: single_env_fps(params, steps)}
 
 
-def machine(results: dict[Hashable, Spread]) -> dict[str, Any]:
-    """The machine line beside every table: cores and single-env steps/s (median, spread)."""
+def machine(results: dict[Hashable, Spread], params: Params) -> dict[str, Any]:
+    """The machine line beside every table: cores and single-env steps/s (median, spread) on
+    `env.physics`'s engine."""
     single = results.get(SINGLE)
-    return {"cores": len(cpu_list()), "single_env": single.to_dict() if single else None}
+    if single is None:
+        return {"cores": len(cpu_list()), "single_env": None}
+    from rlcore.robots.engines import LABELS, engine_of
+
+    return {"cores": len(cpu_list()), "single_env": single.to_dict(), "engine": LABELS[engine_of(params)]}
 
 
 def machine_text(info: dict[str, Any]) -> str:

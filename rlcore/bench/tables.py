@@ -26,7 +26,7 @@ def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = 
     results = alternate(measures, rounds)
     rows = [{"kind": "single", "n_envs": 1, "fps": results[SINGLE].median, "spread": results[SINGLE]}]
     rows += [{"kind": k[0], "n_envs": k[1], "fps": v.median, "spread": v} for k, v in results.items() if k != SINGLE]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
 def batched_table(
@@ -52,7 +52,7 @@ def batched_table(
         for k, v in results.items()
         if k != SINGLE
     ]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
 def _time_batched(env: Any, device: torch.device, steps: int) -> float:
@@ -86,7 +86,7 @@ def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = 
         for spec, v in results.items()
         if spec != SINGLE
     ]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
 def batched_ppo_table(
@@ -104,7 +104,7 @@ def batched_ppo_table(
     rows = [
         {"device": k[0], "n_envs": k[1], "ppo_fps": v.median, "spread": v} for k, v in results.items() if k != SINGLE
     ]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
 def _ppo_measure(params: Params, device: torch.device, n_envs: int, iterations: int) -> Callable[[], float]:
@@ -159,7 +159,7 @@ def compile_table(params: Params, spec: str, n_envs_list: list[int], rounds: int
                     "spread_compiled": on,
                 }
             )
-    return {"device": spec, "rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"device": spec, "rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
 def start_method_table(params: Params, n_envs: int = 64, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
@@ -182,4 +182,4 @@ def start_method_table(params: Params, n_envs: int = 64, rounds: int = MIN_ROUND
     rows = [
         {"method": m, "n_envs": n_envs, "start_s": v.median, "spread": v} for m, v in results.items() if m != SINGLE
     ]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results)}
+    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
