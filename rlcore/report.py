@@ -38,13 +38,14 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
     """PNG figures; returns their file names."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
+    engine = results["env"]["machine"].get("engine", "PyBullet")  # of the env table and the evaluation
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for kind in ("dummy", "subproc"):
         _throughput_line(ax, [r for r in results["env"]["rows"] if r["kind"] == kind], f"SB3 {kind}")
     single = next(r["fps"] for r in results["env"]["rows"] if r["kind"] == "single")
     ax.axhline(single, color="gray", ls="--", label="single env")
-    ax.set(xlabel="n_envs", ylabel="env steps/s", title="PyBullet env throughput", xscale="log", xticks=[1, 2, 4, 8])
+    ax.set(xlabel="n_envs", ylabel="env steps/s", title=f"{engine} env throughput", xscale="log", xticks=[1, 2, 4, 8])
     ax.legend()
     names.append(_save(fig, out_dir, "env_throughput.png"))
 
@@ -94,7 +95,7 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
         dist = [float(r["final_distance_mm"]) for r in rows]
         ax.hist(dist, bins=40, range=(0, max(60.0, min(max(dist), 300.0))))
         ax.axvline(20, color="red", ls="--", label="2 cm")
-        ax.set(xlabel="final distance (mm)", ylabel="episodes", title="Held-out evaluation (PyBullet)")
+        ax.set(xlabel="final distance (mm)", ylabel="episodes", title=f"Held-out evaluation ({engine})")
         ax.legend()
         names.append(_save(fig, out_dir, "eval_distances.png"))
     return names
