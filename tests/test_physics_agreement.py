@@ -86,3 +86,34 @@ def test_self_collision_verdicts_agree_with_pybullet(small_params):
         same += mj.in_self_collision() == pb.in_self_collision()
     assert checked > 1000 and same / checked >= 0.99, (same, checked)
     pb.close()
+
+
+@pytest.mark.slow
+def test_twin_policy_scores_alike_in_mujoco_and_pybullet(tmp_path):
+    """A policy trained on the twin, evaluated on all 2,000 held-out targets in each engine at
+    accurate physics: the success rates differ by at most 3 points."""
+    from rlcore.evaluation import evaluate
+    from rlcore.ppo.policy import load_policy
+    from rlcore.targets import TargetCache
+    from tests.helpers import TINY_PARAMS, copy_repo, stage
+
+    params = {
+        **TINY_PARAMS,
+        "targets": {"n": 20_000},
+        "train": {"total_steps": 1_500_000, "n_envs": 256, "n_steps": 16},
+        "eval": {"episodes": None, "gif_episodes": 0},
+    }
+    root = copy_repo(tmp_path, params, git=False)
+    for name in ("targets", "hardware", "train"):
+        stage(name, root)
+    policy, bundle = load_policy(str(root / "models" / "policy.pt"))
+    rates = {}
+    for engine in ("pybullet", "mujoco"):
+        p = Params.model_validate(bundle["params"])
+        p.env.physics = engine
+        cache = TargetCache.load(root / "data" / "targets.npz", p)
+        metrics, _ = evaluate(policy, p, cache, None)
+        assert metrics["episodes"] == 2000
+        rates[engine] = metrics["success_rate"]
+    assert rates["pybullet"] >= 0.5, rates  # a policy that reaches targets, so agreement means something
+    assert abs(rates["pybullet"] - rates["mujoco"]) <= 0.03, rates
