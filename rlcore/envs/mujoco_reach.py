@@ -84,6 +84,7 @@ class MujocoReachEnv(ArmReachEnv):
         camera = mujoco.MjvCamera()
         camera.lookat[:] = (0.25, 0.0, 0.4)
         camera.distance, camera.azimuth, camera.elevation = 1.25, 140.0, -25.0
+        mujoco.mj_camlight(self.model, self.data)  # the light's pose: a reset updates only the kinematics
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render().copy()
 
