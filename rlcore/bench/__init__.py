@@ -1,7 +1,8 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
 `python -m rlcore.bench {envs,batched,batched-ppo,compile,ppo,workers,gpu,seeds,all}`.
 
-- envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv / SubprocVecEnv over n_envs
+- envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
+           SubprocVecEnv over n_envs
 - batched: the batched twin's env steps/s and memory per env, on each usable device
 - batched-ppo: end-to-end rlcore PPO steps/s on the batched twin, per device and n_envs
 - compile: train.compile off against on, on the CPU: the twin's env steps/s and end-to-end PPO
