@@ -173,12 +173,14 @@ class ReportConfig(Section):
 class SearchDim(Section):
     """One dimension of the tuning search space, keyed by a dotted param name."""
 
-    type: Literal["pow2", "int", "float", "categorical"]
-    low: float | None = None  # pow2: exponents (2**low .. 2**high)
+    type: Literal["pow2", "int", "float", "categorical", "layers"]
+    low: float | None = None  # pow2 and layers: exponents (2**low .. 2**high)
     high: float | None = None
     step: int | None = None
     log: bool = False
     choices: list[Any] | None = None
+    depth: list[int] | None = None  # layers: [fewest, most] hidden layers of the drawn width
+    also: list[str] = Field(default_factory=list)  # other dotted params set to the same value
 
     @model_validator(mode="after")
     def _complete(self) -> SearchDim:
@@ -187,13 +189,22 @@ class SearchDim(Section):
                 raise ValueError("categorical needs choices")
         elif self.low is None or self.high is None or self.low > self.high:
             raise ValueError(f"{self.type} needs low <= high")
+        if self.type == "layers" and (
+            self.depth is None or len(self.depth) != 2 or not 1 <= self.depth[0] <= self.depth[1]
+        ):
+            raise ValueError("layers needs depth: [fewest, most] with 1 <= fewest <= most")
         return self
 
 
 class TuneConfig(Section):
     trials: int = Field(50, ge=1)
     study_name: str = "reach"
+    # success_after_steps: held-out success after steps_per_trial steps; success_at_budget: after
+    # budget_s seconds of training here (each configuration's throughput timed once, for probe_s)
+    objective: Literal["success_after_steps", "success_at_budget"] = "success_after_steps"
     steps_per_trial: int = Field(300_000, ge=1000)
+    budget_s: float = Field(60.0, gt=0.0)
+    probe_s: float = Field(3.0, gt=0.0, le=600.0)
     seeds: int = Field(1, ge=1, le=10)
     eval_episodes: int = Field(1000, ge=10)  # held-out episodes in the batched twin per seed
     vram_limit_mb: float | None = Field(None, gt=0)  # None: the hardware stage's limit

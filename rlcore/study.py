@@ -22,7 +22,15 @@ from rlcore import runs, tracking
 from rlcore.config import Params
 from rlcore.devices import is_out_of_memory
 from rlcore.memory import estimate_memory
-from rlcore.tuning import SurplusTrial, promote_command, suggest, trial_values, with_values
+from rlcore.tuning import (
+    SurplusTrial,
+    budget_steps,
+    measure_throughput,
+    promote_command,
+    suggest,
+    trial_values,
+    with_values,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -39,6 +47,9 @@ class TuneOptions:
     steps_per_trial: int
     seeds: int
     vram_limit_mb: float | None
+    objective: str = "success_after_steps"  # or success_at_budget: budget_s of training each
+    budget_s: float = 60.0
+    probe_s: float = 3.0
     timeout_s: float | None = None
     progress: bool = True
     poll_s: float = 2.0
@@ -98,7 +109,13 @@ def make_objective(
     parent_id: str,
     train_fn: Callable[..., tuple[dict, dict]] | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """The objective: held-out success rate after `steps_per_trial` steps, averaged over seeds.
+    """The objective: held-out success rate (the twin at accurate physics), averaged over seeds,
+    after `steps_per_trial` steps, or (success_at_budget) after `budget_s` seconds of training.
+
+    The budget is not a timer on the run: each configuration's throughput is timed once, for
+    `probe_s`, and the budget becomes that many steps. Training and its score are then fixed by
+    the steps, so a slow spell on a shared machine costs a trial a few percent of its steps (the
+    median per-update rate of the probe), not its result.
 
     train_fn defaults to rlcore.runs.train_rlcore (the train stage's code); tests inject others.
     """
@@ -118,6 +135,9 @@ def make_objective(
         trial_params = with_values(base, values)
         n_envs = trial_params.train.n_envs or int(
             decision["n_envs_batched" if trial_params.env.backend == "batched" else "n_envs_bullet"]
+        )
+        trial_params = trial_params.model_copy(
+            update={"train": trial_params.train.model_copy(update={"n_envs": n_envs})}
         )
         estimate = estimate_memory(trial_params, n_envs).total_mb
         trial.set_user_attr("estimate_mb", round(estimate, 1))
@@ -149,12 +169,21 @@ def make_objective(
         scores = []
         senders: list[tracking.MetricSender] = []  # one per seed; closed (delivered) in finally
         try:
+            steps = opts.steps_per_trial
+            if opts.objective == "success_at_budget":
+                _, res = runs.resolve(trial_params, decision)
+                fps = measure_throughput(train_fn, trial_params, res, targets, opts.probe_s)
+                steps = budget_steps(opts.budget_s, fps, trial_params.train.n_steps * n_envs)
+                trial.set_user_attr("steps_per_s", round(fps, 1))
+                trial.set_user_attr("steps", steps)
+                client.log_metric(run_id, "tune_probe_steps_per_s", fps)
+                client.log_param(run_id, "tune.steps", steps)
+                trial_params = trial_params.model_copy(
+                    update={"train": trial_params.train.model_copy(update={"total_steps": steps})}
+                )
             for s in range(opts.seeds):
                 seed_params = trial_params.model_copy(update={"seed": trial_params.seed + s})
-                _, res = runs.resolve(
-                    seed_params.model_copy(update={"train": seed_params.train.model_copy(update={"n_envs": n_envs})}),
-                    decision,
-                )
+                _, res = runs.resolve(seed_params, decision)
 
                 reported: set[int] = set()
                 senders.append(tracking.MetricSender(client, run_id))
@@ -163,7 +192,7 @@ def make_objective(
                     senders[-1].add(row, int(row["step"]))
                     # report on a common grid, percent of the step budget, so trials with other
                     # n_envs (other steps per update) are compared at the same progress
-                    percent = min(100, int(100 * row["step"] / opts.steps_per_trial))
+                    percent = min(100, int(100 * row["step"] / steps))
                     if s > 0 or math.isnan(row["success_rate"]) or percent in reported:
                         return
                     reported.add(percent)
@@ -246,8 +275,9 @@ def run_worker(
     return study
 
 
-def summarise(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
-    """best_params.yaml, optimisation-history and importance plots; returns the summary."""
+def summarise(study: optuna.Study, out_dir: Path, space: dict[str, Any] | None = None) -> dict[str, Any]:
+    """best_params.yaml, optimisation-history and importance plots; returns the summary. `space`
+    (tune.space) adds its `also` copies to the values to promote."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,9 +292,11 @@ def summarise(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
                 "number": t.number,
                 "state": t.state.name,
                 "value": t.value,
-                "params": trial_values(t.params),
+                "params": trial_values(t.params, space),
                 "reason": t.user_attrs.get("prune_reason", ""),
                 "estimate_mb": t.user_attrs.get("estimate_mb"),
+                "steps": t.user_attrs.get("steps"),
+                "steps_per_s": t.user_attrs.get("steps_per_s"),
             }
         )
     summary: dict[str, Any] = {"study": study.study_name, "trials": rows, **counts(study)}
@@ -273,7 +305,9 @@ def summarise(study: optuna.Study, out_dir: Path) -> dict[str, Any]:
     except ValueError:
         best = None
     if best is not None:
-        values = trial_values(best.params)
+        values = trial_values(best.params, space)
+        if best.user_attrs.get("steps"):  # a budget trial: promote its step count too
+            values["train.total_steps"] = best.user_attrs["steps"]
         summary["best"] = {
             "number": best.number,
             "heldout_success_rate": best.value,

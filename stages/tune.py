@@ -45,19 +45,27 @@ def main(args, params) -> None:
         steps_per_trial=args.steps_per_trial or t.steps_per_trial,
         seeds=args.seeds or t.seeds,
         vram_limit_mb=limit,
+        objective=args.objective or t.objective,
+        budget_s=args.budget_s or t.budget_s,
+        probe_s=t.probe_s,
         timeout_s=args.timeout,
         progress=not args.no_progress,
     )
     shown = opts.storage.split("@")[-1]  # no password in the log
+    each = (
+        f"{opts.budget_s:g} s of training (throughput timed for {opts.probe_s:g} s, then as steps)"
+        if opts.objective == "success_at_budget"
+        else f"{opts.steps_per_trial:,} steps"
+    )
     print(
-        f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {opts.steps_per_trial:,} "
-        f"steps x {opts.seeds} seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}"
+        f"tune: study {opts.study_name!r} on {shown}: {opts.trials} trials in total, {each} x {opts.seeds} "
+        f"seed(s) each, VRAM limit {'none' if limit is None else f'{limit:.0f} MB'}"
     )
     if device_note:
         print(f"  - {device_note}")
     study = run_worker(params, opts, decision)
     out_dir = root / "out" / "tune" / opts.study_name
-    summary = summarise(study, out_dir)
+    summary = summarise(study, out_dir, t.space)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"\n{'trial':>5} {'state':<9} {'success':>8}  params / reason")
     for row in summary["trials"]:
@@ -65,6 +73,8 @@ def main(args, params) -> None:
         detail = row["reason"] or ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items()
         )
+        if row.get("steps"):
+            detail += f" ({row['steps']:,} steps at {row['steps_per_s']:,.0f}/s)"
         print(f"{row['number']:>5} {row['state']:<9} {value:>8}  {detail}")
     print(f"finished {summary['finished']} (pruned {summary['pruned']}), failed {summary['failed']}")
     print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
@@ -83,6 +93,10 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
     parser.add_argument("--vram-limit-mb", type=positive_float, default=None)
     parser.add_argument("--steps-per-trial", type=positive_int, default=None)
+    parser.add_argument(
+        "--objective", choices=["success_after_steps", "success_at_budget"], default=None, help="tune.objective"
+    )
+    parser.add_argument("--budget-s", type=positive_float, default=None, help="tune.budget_s (success_at_budget)")
     parser.add_argument("--seeds", type=positive_int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     run_stage(main, parser.parse_args())

@@ -32,6 +32,7 @@ TINY = {
     "env": {"backend": "batched"},
     "train": {"n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
     "tune": {
+        "objective": "success_after_steps",
         "eval_episodes": 50,
         "heartbeat_interval": 1,
         "grace_period": 3,
@@ -186,6 +187,91 @@ def test_real_objective_with_median_pruning_on_sqlite(workdir):
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
     logged = sorted((r.data.params["env.success_radius"], r.data.tags["trial_state"]) for r in children)
     assert logged == [("0.001", "PRUNED")] * 2 + [("0.5", "COMPLETE")] * 2
+
+
+class TimedFakeTrain(FakeTrain):
+    """Reports updates of 512 steps taking 10 ms each (51,200 steps/s), one of them 1 s (a slow
+    spell), until total_steps; records the total_steps of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.totals: list[int] = []
+
+    def __call__(self, params, res, targets, checkpoint_dir, on_start, on_iteration, progress=True):
+        self.calls += 1
+        self.totals.append(params.train.total_steps)
+        wall, step = 0.0, 0
+        while step < params.train.total_steps:
+            step += 512
+            wall += 1.0 if step == 512 * 4 else 0.01
+            on_iteration({"step": step, "iteration": step // 512, "wall_s": wall, "success_rate": 0.5, "fps": 0.0})
+        model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
+        return {}, policy_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+
+
+def test_budget_objective_times_throughput_once_and_trains_that_many_steps(workdir):
+    """success_at_budget: a probe measures steps/s (the median per-update rate, so one slow
+    update does not move it), the budget becomes whole updates, and the trial trains that many."""
+    data = load_params(workdir / "params.yaml").model_dump()
+    data["tune"]["space"] = {"train.n_envs": {"type": "categorical", "choices": [64]}}
+    data["train"]["n_steps"] = 8  # 64 envs x 8 steps = the fake's 512 steps per update
+    params = Params.model_validate(data)
+    opts = options(workdir, "budget", 1)
+    opts.objective, opts.budget_s, opts.probe_s = "success_at_budget", 2.0, 0.05
+    fake = TimedFakeTrain()
+    (trial,) = run_worker(params, opts, DECISION, fake).get_trials()
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["steps_per_s"] == pytest.approx(51_200, rel=1e-6)
+    assert trial.user_attrs["steps"] == 2.0 * 51_200 == 102_400  # 200 updates of 512
+    assert fake.totals[1:] == [102_400]  # the probe, then one training run of the budget
+    assert fake.totals[0] > 10**9  # the probe is stopped by the callback, not by total_steps
+
+
+def test_real_budget_objective_trains_its_measured_steps(workdir):
+    """The real objective under success_at_budget: rlcore training probed, then trained for the
+    budget's steps, scored in the twin; the step count reaches MLflow and the promote line."""
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+    from rlcore.study import summarise
+
+    params = load_params(workdir / "params.yaml")
+    opts = options(workdir, "real-budget", 1)
+    opts.objective, opts.budget_s, opts.probe_s = "success_at_budget", 1.5, 0.3
+    study = run_worker(params, opts, DECISION, None)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.COMPLETE and 0.0 <= trial.value <= 1.0
+    per_update = 8 * trial.params["train.n_envs"]
+    assert trial.user_attrs["steps"] % per_update == 0
+    assert trial.user_attrs["steps"] == pytest.approx(1.5 * trial.user_attrs["steps_per_s"], abs=per_update)
+    summary = summarise(study, workdir / "out" / "tune" / "real-budget", params.tune.space)
+    assert f"-S train.total_steps={trial.user_attrs['steps']}" in summary["best"]["promote"]
+    tracking.setup(workdir)
+    (child,) = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("rlcore").experiment_id],
+        f"tags.mlflow.parentRunId = '{study.user_attrs['mlflow_parent_run_id']}'",
+    )
+    assert child.data.params["tune.steps"] == str(trial.user_attrs["steps"])
+    assert child.data.metrics["tune_probe_steps_per_s"] > 0
+
+
+def test_layers_dimension_draws_width_and_depth_and_copies_to_the_critic():
+    from rlcore.config import SearchDim
+    from rlcore.tuning import promote_command, suggest, trial_values, with_values
+
+    space = {
+        "train.actor_hidden": SearchDim(type="layers", low=5, high=7, depth=[1, 3], also=["train.critic_hidden"]),
+        "train.epochs": SearchDim(type="int", low=1, high=6),
+    }
+    trial = optuna.trial.FixedTrial({"log2:train.actor_hidden": 6, "depth:train.actor_hidden": 3, "train.epochs": 2})
+    values = suggest(trial, space)
+    assert values == {"train.actor_hidden": [64, 64, 64], "train.critic_hidden": [64, 64, 64], "train.epochs": 2}
+    assert trial_values(trial.params, space) == values
+    assert "-S train.actor_hidden=[64,64,64]" in promote_command(values)  # no spaces: one shell word
+    params = with_values(load_params(ROOT / "params.yaml"), values)
+    assert params.train.critic_hidden == [64, 64, 64] and params.train.epochs == 2
+    with pytest.raises(ValueError, match="layers needs depth"):
+        SearchDim(type="layers", low=5, high=7)
 
 
 def worker(workdir: Path, storage: str, name: str, trials: int, steps: int) -> subprocess.Popen:
