@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlcore import bench  # noqa: E402
+from rlcore import bench, placement  # noqa: E402
 from rlcore.config import Params  # noqa: E402
 
 
@@ -22,7 +22,7 @@ def measure(params: Params, devices: list[str]) -> dict[str, Any]:
     return {
         "env": bench.env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
         "batched": bench.batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
-        "update": bench.update_table(params, devices, 256, r.rounds),
+        "update": bench.update_table(params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds),
         "ppo": bench.compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
     }
 
@@ -194,6 +194,10 @@ def markdown(
     lines += [
         f"- PPO update: **{best_upd['device']}** is fastest here "
         f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
+        f"- The update at the training sizes reaches **{best_upd['gflops']:,.1f} GFLOP/s**, "
+        f"{best_upd['share_of_peak']:.0%} of {best_upd['device']}'s fp32 matmul peak measured in the same rounds "
+        f"(torch.mm: {best_upd['matmul_peak_gflops']:,.1f} GFLOP/s); {best_upd['flops_per_sample'] / 1e6:.2f} MFLOP "
+        "per sample (epochs x forward and backward of both networks).",
         f"- Batched env: **{best_env['device']}** is fastest here "
         f"({best_env['fps']:,.0f} env steps/s at {best_env['n_envs']} envs).",
         f"- The hardware stage chose policy on **{hardware.get('policy_device', '?')}**, batched env on "
@@ -224,6 +228,17 @@ def markdown(
             f"Median of {table['rounds']} alternating rounds; {bench.machine_text(table['machine'])}.",
             "",
         ]
+        if title.startswith("PPO"):
+            lines += [
+                f"{head} {unit} | min-max (spread) | GFLOP/s | fp32 torch.mm peak | of peak |",
+                "|---" * (head.count("|") + 4) + "|",
+            ]
+            lines += [
+                f"{cells(r)} {r[key]:,.0f} | {_spread(r['spread'])} | {r['gflops']:,.1f} | "
+                f"{r['matmul_peak_gflops']:,.1f} | {r['share_of_peak']:.0%} |"
+                for r in table["rows"]
+            ]
+            continue
         lines += [f"{head} {unit} | min-max (spread) |", "|---" * (head.count("|") + 1) + "|"]
         lines += [f"{cells(r)} {r[key]:,.0f} | {_spread(r['spread'])} |" for r in table["rows"]]
     memory = [r for r in results["batched"]["rows"] if r["memory_per_env_kb"] is not None]
@@ -254,6 +269,8 @@ def bench_metrics(results: dict[str, Any]) -> dict[str, float]:
         "cores": ppo["cores"],
         "rounds": ppo["rounds"],
         "fps_batched_best": round(best_batched["fps"], 1),
+        "update_gflops": round(max(r["gflops"] for r in results["update"]["rows"]), 2),
+        "matmul_peak_gflops": round(max(r["matmul_peak_gflops"] for r in results["update"]["rows"]), 2),
         "batched_best_n_envs": best_batched["n_envs"],
     }
 

@@ -66,6 +66,7 @@ def test_repro_writes_every_output(repo):
     report = (repo / "out/report/report.md").read_text()
     assert "rlcore PPO vs stable-baselines3 PPO" in report and train["run_id"] in report
     assert "median of 3 rounds" in report and "parallel efficiency" in report and "95% CI" in report
+    assert "GFLOP/s" in report and "fp32 torch.mm peak" in report  # the update against the machine's peak
     raw = json.loads((repo / "out/report/bench_raw.json").read_text())
     assert len(raw["ppo"]["rlcore"]["runs"]) == 3 and len(raw["env"]["rows"][0]["spread"]["runs"]) == 3
     assert len(list((repo / "out/report").glob("*.png"))) >= 4

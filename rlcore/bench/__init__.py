@@ -1,10 +1,12 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
-`python -m rlcore.bench {envs,batched,batched-ppo,compile,ppo,workers,gpu,seeds,all}`.
+`python -m rlcore.bench {envs,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,all}`.
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
            SubprocVecEnv over n_envs
 - batched: the batched twin's env steps/s and memory per env, on each usable device
 - batched-ppo: end-to-end rlcore PPO steps/s on the batched twin, per device and n_envs
+- update:  the PPO update's samples/s and achieved GFLOP/s on each usable device, beside that
+           device's fp32 torch.mm peak measured in the same rounds (rlcore.bench.flops)
 - compile: train.compile off against on, on the CPU: the twin's env steps/s and end-to-end PPO
            steps/s (the CPU speedup of torch.compile)
 - ppo:     end-to-end steps/s of rlcore PPO and SB3 PPO on the same physics env and

@@ -11,7 +11,14 @@ from rlcore import placement
 from rlcore.bench import __doc__ as DOC
 from rlcore.bench.ppo import compare_ppo, ppo_text
 from rlcore.bench.rounds import MIN_ROUNDS, machine_text, rounds_arg
-from rlcore.bench.tables import batched_ppo_table, batched_table, compile_table, env_table, start_method_table
+from rlcore.bench.tables import (
+    batched_ppo_table,
+    batched_table,
+    compile_table,
+    env_table,
+    start_method_table,
+    update_table,
+)
 from rlcore.config import Params, load_params
 
 
@@ -37,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(DOC)
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "what", choices=["envs", "batched", "batched-ppo", "compile", "ppo", "workers", "gpu", "seeds", "all"]
+        "what", choices=["envs", "batched", "batched-ppo", "update", "compile", "ppo", "workers", "gpu", "seeds", "all"]
     )
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             table,
             [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
         )
-    devices = usable_devices() if args.what in ("batched", "batched-ppo", "all") else []
+    devices = usable_devices() if args.what in ("batched", "batched-ppo", "update", "all") else []
     if args.what in ("batched", "all"):
         table = batched_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
         cols = [
@@ -82,6 +89,18 @@ def main(argv: list[str] | None = None) -> None:
         table = batched_ppo_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
         cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
         print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
+    if args.what in ("update", "all"):
+        n = (args.n_envs or [params.train.n_envs or placement.CPU_BATCHED_ENVS])[0]
+        table = update_table(params, devices, n, args.rounds)
+        cols = [
+            ("device", "device", "s"),
+            ("minibatch", "minibatch", "d"),
+            ("samples/s", "samples_per_s", ",.0f"),
+            ("GFLOP/s", "gflops", ",.1f"),
+            ("mm peak", "matmul_peak_gflops", ",.1f"),
+            ("of peak", "share_of_peak", ".0%"),
+        ]
+        print_table(f"PPO update at {n} envs x {params.train.n_steps} steps, vs the fp32 torch.mm peak", table, cols)
     if args.what == "compile":
         table = compile_table(params, "cpu", args.n_envs or [256, 4096], args.rounds)
         cols = [

@@ -69,24 +69,41 @@ def _time_batched(env: Any, device: torch.device, steps: int) -> float:
 
 
 def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
-    """Whole-PPO-update throughput (rollout samples/s) on each device, for a rollout of n_envs."""
+    """Whole-PPO-update throughput (rollout samples/s) on each device, for a rollout of n_envs,
+    with the GFLOP/s it achieves beside the device's fp32 torch.mm peak, measured in the same
+    alternating rounds."""
+    from rlcore.bench.flops import matmul_peak_gflops, update_flops_per_sample
     from rlcore.envs.task import obs_size
     from rlcore.memory import minibatch_size
     from rlcore.robots.chain import read_chain
 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
     samples = n_envs * params.train.n_steps
-    measures: dict[Hashable, Callable[[], float]] = {
-        spec: lambda spec=spec: samples / placement.time_update(torch_device(spec), params, obs_size(dof), dof, n_envs)
-        for spec in devices
-    }
+    flops = update_flops_per_sample(params, obs_size(dof), dof)
+    measures: dict[Hashable, Callable[[], float]] = {}
+    for spec in devices:
+        device = torch_device(spec)
+        measures[spec] = lambda d=device: samples / placement.time_update(d, params, obs_size(dof), dof, n_envs)
+        measures[("matmul", spec)] = lambda d=device: matmul_peak_gflops(d)
     results = alternate(with_single_env(params, measures), rounds)
-    rows = [
-        {"device": spec, "minibatch": minibatch_size(params, n_envs), "samples_per_s": v.median, "spread": v}
-        for spec, v in results.items()
-        if spec != SINGLE
-    ]
-    return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
+    rows = []
+    for spec in devices:
+        rate, peak = results[spec], results[("matmul", spec)]
+        gflops = rate.median * flops / 1e9
+        rows.append(
+            {
+                "device": spec,
+                "minibatch": minibatch_size(params, n_envs),
+                "samples_per_s": rate.median,
+                "spread": rate,
+                "flops_per_sample": flops,
+                "gflops": gflops,
+                "matmul_peak_gflops": peak.median,
+                "matmul_spread": peak,
+                "share_of_peak": gflops / peak.median,
+            }
+        )
+    return {"rows": rows, "rounds": rounds, "n_envs": n_envs, "machine": machine(results, params)}
 
 
 def batched_ppo_table(
