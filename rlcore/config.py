@@ -141,7 +141,7 @@ class TrainConfig(Section):
     activation: Literal["elu", "tanh", "relu", "silu"] = "elu"
     init_log_std: float = Field(-1.0, ge=-5.0, le=2.0)
     obs_norm: bool = True
-    vec_env: Literal["auto", "subproc", "dummy"] = "auto"  # PyBullet backend only
+    vec_env: Literal["auto", "shared", "subproc", "dummy"] = "auto"  # physics backend only
     checkpoint_every: int = Field(20, ge=1)  # updates
     checkpoint_dir: str = "checkpoints"
     auto_fit: bool = False  # shrink n_envs / minibatch to fit the VRAM limit instead of stopping

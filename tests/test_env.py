@@ -149,3 +149,88 @@ def test_chunked_workers_pinned_one_core_each(engine_params, small_cache):
         assert all(len(c) == 1 for c in cores) and len(set.union(*cores)) == 2
     finally:
         sub.close()
+
+
+@pytest.mark.parametrize("method", ["auto", "spawn"])
+def test_shared_memory_workers_equal_to_in_process(engine_params, small_cache, method):
+    """The shared-memory vec env gives the same numbers as the chunks stepped in-process, past an
+    episode's end (auto-resets), under the default start method and under spawn (Windows')."""
+    import torch
+
+    from rlcore.envs.shared_vec import SharedMemoryVecEnv
+    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+
+    cpu = torch.device("cpu")
+    spawn_params = engine_params.model_copy(
+        update={"hardware": engine_params.hardware.model_copy(update={"mp_start_method": method})}
+    )
+    shared = SharedMemoryVecEnv(spawn_params, small_cache, 5, cpu, seed=7, workers=2)
+    ref = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 5, kind="dummy", seed=7)[0], cpu)
+    try:
+        assert shared.workers == 2 and (method != "spawn" or "spawn" in shared.note)
+        shared.set_level(1)
+        ref.set_level(1)
+        assert torch.equal(shared.reset(), ref.reset())
+        actions = torch.rand(70, 5, shared.act_dim) * 2 - 1  # past one 60-step episode: auto-resets too
+        ends = 0
+        for a in actions:
+            x, y = shared.step(a), ref.step(a)
+            ends += int(x.done.sum())
+            for field, u, v in zip(x._fields, x, y):
+                assert (u == v).all() if isinstance(u, torch.Tensor) else u == v, field
+        assert ends == 5
+    finally:
+        shared.close()
+        ref.close()
+    assert not any(p.is_alive() for p in shared._procs)
+
+
+def test_shared_memory_worker_failure_and_death_are_errors_not_hangs(engine_params, small_cache, monkeypatch):
+    import copy
+
+    import numpy as np
+    import torch
+
+    from rlcore.envs import shared_vec
+    from rlcore.envs.shared_vec import SharedMemoryVecEnv, WorkerError
+
+    broken = copy.copy(small_cache)
+    broken.positions = np.zeros((0, 3))  # any target index is out of range: reset raises in the worker
+    env = SharedMemoryVecEnv(engine_params, broken, 4, torch.device("cpu"), workers=2)
+    try:
+        with pytest.raises(WorkerError, match="ValueError: operands could not be broadcast"):
+            env.reset()
+    finally:
+        env.close()
+    monkeypatch.setattr(shared_vec, "WAIT_S", 0.2)
+    env = SharedMemoryVecEnv(engine_params, small_cache, 4, torch.device("cpu"), workers=2)
+    try:
+        env.reset()
+        env._procs[1].kill()
+        env._procs[1].join()
+        with pytest.raises(WorkerError, match="rlcore-env-1 died"):
+            env.step(torch.zeros(4, env.act_dim))
+    finally:
+        env.close()
+
+
+def test_training_env_is_shared_memory_by_default(engine_params, small_cache):
+    import torch
+
+    from rlcore.devices import cpu_cores
+    from rlcore.envs.shared_vec import SharedMemoryVecEnv
+    from rlcore.ppo.trainer import make_env
+
+    if cpu_cores() < 2:
+        pytest.skip("one core: the envs run in-process")
+    env = make_env(
+        engine_params.model_copy(update={"env": engine_params.env.model_copy(update={"backend": "bullet"})}),
+        small_cache,
+        4,
+        torch.device("cpu"),
+        seed=0,
+    )
+    try:
+        assert isinstance(env, SharedMemoryVecEnv) and env.workers == 2
+    finally:
+        env.close()

@@ -1,8 +1,11 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
-`python -m rlcore.bench {envs,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,all}`.
+`python -m rlcore.bench {envs,vec,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,all}`.
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
            SubprocVecEnv over n_envs
+- vec:     the bullet backend's vector envs at 64 envs: shared memory (the default), SB3's
+           SubprocVecEnv pipes over the same chunks, one in-process chunk; raw steps/s and parallel
+           efficiency
 - batched: the batched twin's env steps/s and memory per env, on each usable device
 - batched-ppo: end-to-end rlcore PPO steps/s on the batched twin, per device and n_envs
 - update:  the PPO update's samples/s and achieved GFLOP/s on each usable device, beside that

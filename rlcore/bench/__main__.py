@@ -18,6 +18,7 @@ from rlcore.bench.tables import (
     env_table,
     start_method_table,
     update_table,
+    vec_table,
 )
 from rlcore.config import Params, load_params
 
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(DOC)
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "what", choices=["envs", "batched", "batched-ppo", "update", "compile", "ppo", "workers", "gpu", "seeds", "all"]
+        "what",
+        choices=["envs", "vec", "batched", "batched-ppo", "update", "compile", "ppo", "workers", "gpu", "seeds", "all"],
     )
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
@@ -75,6 +77,16 @@ def main(argv: list[str] | None = None) -> None:
             table,
             [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
         )
+    if args.what in ("vec", "all"):
+        n = (args.n_envs or [params.hardware.n_envs_bullet or placement.BULLET_ENVS])[0]
+        table = vec_table(params, n, args.steps or 8192, args.rounds)
+        cols = [
+            ("vec env", "kind", "s"),
+            ("n_envs", "n_envs", "d"),
+            ("steps/s", "fps", ",.0f"),
+            ("efficiency", "efficiency", ".0%"),
+        ]
+        print_table(f"Training vec envs, raw steps/s (efficiency: of {table['cores']} cores x single env)", table, cols)
     devices = usable_devices() if args.what in ("batched", "batched-ppo", "update", "all") else []
     if args.what in ("batched", "all"):
         table = batched_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)

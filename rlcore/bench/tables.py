@@ -29,6 +29,52 @@ def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = 
     return {"rows": rows, "rounds": rounds, "machine": machine(results, params)}
 
 
+def vec_table(params: Params, n_envs: int, steps: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
+    """Raw steps/s of the training backend's vector envs at n_envs (random actions, start-up
+    excluded): shared memory, SB3 SubprocVecEnv pipes over the same chunks, and one in-process
+    chunk, each with its parallel efficiency (steps/s / (cores x single-env steps/s))."""
+    from rlcore.envs.vec import make_physics_vec_env
+    from rlcore.oscompat import cpu_list
+
+    cores = len(cpu_list())
+    envs = {}
+    for kind in ("shared", "subproc", "dummy"):
+        config = params.model_copy(update={"train": params.train.model_copy(update={"vec_env": kind})})
+        envs[kind] = make_physics_vec_env(config, None, n_envs, torch.device("cpu"))
+    try:
+        for env in envs.values():
+            env.reset()
+        generator = torch.Generator().manual_seed(0)
+        actions = torch.rand(64, n_envs, envs["shared"].act_dim, generator=generator) * 2 - 1
+        iters = max(1, steps // n_envs)
+
+        def measure(env: Any) -> Callable[[], float]:
+            def run() -> float:
+                for i in range(iters):
+                    env.step(actions[i % len(actions)])
+                return iters * n_envs
+
+            return lambda: throughput(run)
+
+        results = alternate(with_single_env(params, {k: measure(e) for k, e in envs.items()}), rounds)
+    finally:
+        for env in envs.values():
+            env.close()
+    single = results[SINGLE].median
+    rows = [
+        {
+            "kind": kind,
+            "note": envs[kind].note,
+            "n_envs": n_envs,
+            "fps": results[kind].median,
+            "spread": results[kind],
+            "efficiency": results[kind].median / (cores * single),
+        }
+        for kind in envs
+    ]
+    return {"rows": rows, "rounds": rounds, "cores": cores, "machine": machine(results, params)}
+
+
 def batched_table(
     params: Params, devices: list[str], n_envs_list: list[int], steps: int = 30, rounds: int = MIN_ROUNDS
 ) -> dict[str, Any]:

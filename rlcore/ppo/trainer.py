@@ -36,10 +36,9 @@ def make_env(
         from rlcore.envs.batched import BatchedReachEnv
 
         return BatchedReachEnv(params, targets, n_envs, device, mode=mode, seed=seed)
-    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.envs.vec import make_physics_vec_env
 
-    venv, note = make_chunked_vec_env(params, targets, n_envs, kind=params.train.vec_env, mode=mode, seed=seed)
-    return BulletVecEnv(venv, device, note)
+    return make_physics_vec_env(params, targets, n_envs, device, mode=mode, seed=seed)
 
 
 class Trainer:
