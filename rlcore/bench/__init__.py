@@ -1,5 +1,5 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
-`python -m rlcore.bench {envs,vec,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,all}`.
+`python -m rlcore.bench {envs,vec,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,rsl,all}`.
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
            SubprocVecEnv over n_envs
@@ -18,6 +18,9 @@
 - workers: seconds to start 64 PyBullet worker processes under each start method the OS has
 - gpu:     every GPU figure in one run, the CPU beside it: twin and PPO steps/s per size, memory
            estimate vs peak, time to 95% held-out, the hardware decision (rlcore.bench.gpu)
+- rsl:     rlcore PPO vs rsl_rl PPO on the batched twin, same network and schedule, per usable
+           device: steps/s and held-out success after equal wall time (rlcore.bench.rsl; needs
+           the `bench` extra)
 - seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
            (rlcore.seeds)
 

@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "what",
-        choices=["envs", "vec", "batched", "batched-ppo", "update", "compile", "ppo", "workers", "gpu", "seeds", "all"],
+        choices=[
+            *("envs", "vec", "batched", "batched-ppo", "update", "compile", "ppo"),
+            *("workers", "gpu", "seeds", "rsl", "all"),
+        ],
     )
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
@@ -59,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     gpu_options.add_argument(
         "--budget-steps", type=positive_int, default=20_000_000, help="gpu: most training steps to the target"
     )
+    rsl_options = parser.add_argument_group("rsl")
+    rsl_options.add_argument(
+        "--budget-s", type=float, default=60.0, help="rsl: seconds of training per PPO and device (60)"
+    )
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
@@ -69,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "gpu":
         run_gpu(args, params)
+        return
+    if args.what == "rsl":
+        run_rsl(args, params)
         return
     if args.what in ("envs", "all"):
         table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
@@ -133,6 +143,28 @@ def main(argv: list[str] | None = None) -> None:
         n = (args.n_envs or [params.hardware.n_envs_bullet or placement.BULLET_ENVS])[0]
         for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
             print(line)
+
+
+def run_rsl(args: argparse.Namespace, params: Params) -> None:
+    """`bench rsl`: rlcore PPO vs rsl_rl PPO on the twin, per usable device (rlcore.bench.rsl)."""
+    import json
+
+    from rlcore import runs
+    from rlcore.bench.rsl import compare, import_rsl, text
+
+    import_rsl()  # the install line before any work
+    try:
+        targets = runs.load_targets(params, Path.cwd())
+    except Exception as err:  # TargetCacheError: say what to run
+        raise SystemExit(f"error: {err}") from None
+    n = (args.n_envs or [params.train.n_envs or placement.CPU_BATCHED_ENVS])[0]
+    result = compare(params, targets, usable_devices(), n, args.budget_s, rounds=args.rounds)
+    for line in text(result):
+        print(line)
+    out = Path("out/rsl_bench.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=lambda o: o.to_dict()) + "\n")
+    print(f"wrote {out}")
 
 
 def run_gpu(args: argparse.Namespace, params: Params) -> None:
