@@ -201,7 +201,7 @@ class TuneConfig(Section):
     study_name: str = "reach"
     # success_after_steps: held-out success after steps_per_trial steps; success_at_budget: after
     # budget_s seconds of training here (each configuration's throughput timed once, for probe_s)
-    objective: Literal["success_after_steps", "success_at_budget"] = "success_after_steps"
+    objective: Literal["success_after_steps", "success_at_budget"] = "success_at_budget"
     steps_per_trial: int = Field(300_000, ge=1000)
     budget_s: float = Field(60.0, gt=0.0)
     probe_s: float = Field(3.0, gt=0.0, le=600.0)
@@ -214,9 +214,12 @@ class TuneConfig(Section):
     grace_period: int = Field(30, ge=2)  # s without a heartbeat
     space: dict[str, SearchDim] = Field(
         default_factory=lambda: {
-            "train.minibatch_size": SearchDim(type="pow2", low=9, high=13),
-            "train.n_envs": SearchDim(type="int", low=128, high=1024, step=128),
-            "train.learning_rate": SearchDim(type="float", low=1e-4, high=3e-3, log=True),
+            "train.actor_hidden": SearchDim(type="layers", low=5, high=8, depth=[1, 3], also=["train.critic_hidden"]),
+            "train.epochs": SearchDim(type="int", low=1, high=6),
+            "train.n_steps": SearchDim(type="categorical", choices=[8, 16, 32]),
+            "train.n_envs": SearchDim(type="pow2", low=7, high=10),
+            "train.minibatches": SearchDim(type="pow2", low=0, high=3),
+            "train.learning_rate": SearchDim(type="float", low=3e-4, high=3e-3, log=True),
         }
     )
 

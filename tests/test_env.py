@@ -234,3 +234,19 @@ def test_training_env_is_shared_memory_by_default(engine_params, small_cache):
         assert isinstance(env, SharedMemoryVecEnv) and env.workers == 2
     finally:
         env.close()
+
+
+def test_bench_vec_table_measures_each_vec_env(engine_params):
+    """`bench vec`: each kind measured in alternating rounds, efficiency against the single env."""
+    from rlcore.bench.tables import vec_table
+
+    table = vec_table(engine_params, 4, 64, rounds=3)
+    rows = {r["kind"]: r for r in table["rows"]}
+    assert set(rows) == {"shared", "subproc", "dummy"}
+    assert rows["shared"]["note"].startswith("shared memory") and rows["dummy"]["note"] == "dummy"
+    from rlcore.stats import Spread
+
+    single = Spread(table["machine"]["single_env"]["runs"]).median
+    for r in rows.values():
+        assert len(r["spread"].runs) == 3 and r["fps"] > 0
+        assert r["efficiency"] == pytest.approx(r["fps"] / (table["cores"] * single))

@@ -67,7 +67,7 @@ def test_twin_behind_rsl_vec_env_interface(params, targets):
     assert obs["policy"].shape == (n, env.env.obs_dim) and env.num_actions == 6
     level = env.curriculum.level
     ends = 0
-    for t in range(easy.env.episode_steps * 3):
+    for _ in range(easy.env.episode_steps * 3):
         obs, rewards, dones, extras = env.step(torch.zeros(n, 6))
         assert rewards.shape == dones.shape == (n,) and torch.equal(extras["time_outs"], dones)
         ends += int(dones.sum())
