@@ -174,7 +174,7 @@ def markdown(
         "",
         "| | steps/s (median) | rounds: min-max (spread) | parallel efficiency |",
         "|---|---|---|---|",
-        f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env, chunked) | {ppo['fps_rlcore']:,.0f} | "
+        f"| rlcore PPO ({ppo['rlcore_vec_env']} vec env; auto = shared memory) | {ppo['fps_rlcore']:,.0f} | "
         f"{_spread(ppo['rlcore'])} | {ppo['efficiency_rlcore']:.2f} |",
         f"| SB3 PPO ({ppo['sb3_vec_env']}, its faster vec env here) | {ppo['fps_sb3']:,.0f} | "
         f"{_spread(ppo['sb3'])} | {ppo['efficiency_sb3']:.2f} |",

@@ -135,7 +135,7 @@ def ppo_text(r: dict[str, Any]) -> list[str]:
     return [
         f"PPO end to end on {r['engine']}, {r['n_envs']} envs, {r['steps_per_run']} steps per run, "
         f"median of {r['rounds']} alternating rounds (min-max, spread = (max-min)/median)",
-        f"  rlcore ({r['rlcore_vec_env']} chunked vec env): {r['rlcore'].text()} steps/s, "
+        f"  rlcore ({r['rlcore_vec_env']} vec env: shared memory unless set otherwise): {r['rlcore'].text()} steps/s, "
         f"parallel efficiency {r['efficiency_rlcore']:.2f}",
         f"  sb3    ({r['sb3_vec_env']}): {r['sb3'].text()} steps/s, parallel efficiency {r['efficiency_sb3']:.2f}",
         f"  ratio rlcore / sb3: {r['ratio_rlcore_vs_sb3']:.2f}x (per round: {r['ratio_runs'].text('.2f')})",
