@@ -33,7 +33,7 @@ def vec_table(params: Params, n_envs: int, steps: int, rounds: int = MIN_ROUNDS)
     """Raw steps/s of the training backend's vector envs at n_envs (random actions, start-up
     excluded): shared memory, SB3 SubprocVecEnv pipes over the same chunks, and one in-process
     chunk, each with its parallel efficiency (steps/s / (cores x single-env steps/s))."""
-    from rlcore.envs.vec import make_physics_vec_env
+    from rlcore.envs.shared_vec import make_physics_vec_env
     from rlcore.oscompat import cpu_list
 
     cores = len(cpu_list())

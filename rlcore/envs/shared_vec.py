@@ -15,6 +15,7 @@ before sleeping, which on 2 cores takes the cores from the update. See docs/benc
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing as mp
 import traceback
 from typing import Any
@@ -24,9 +25,11 @@ import torch
 
 from rlcore.config import Params
 from rlcore.envs.task import StepResult
+from rlcore.envs.vec import BulletVecEnv, ChunkEnv, make_chunked_vec_env
 from rlcore.oscompat import cpu_list, preload_for_forkserver, resolve_start_method
 from rlcore.targets import TargetCache
 
+log = logging.getLogger(__name__)
 STEP, RESET, SET_LEVEL, CLOSE = 1, 2, 3, 4
 OK, FAILED = 0, 1
 WAIT_S = 5.0  # between checks that the workers are alive while waiting for them
@@ -73,8 +76,9 @@ def _worker(
     errors: Any,
 ) -> None:
     """One worker's loop: wait for a command, run it on envs lo..hi, write results, signal."""
-    from rlcore.envs.vec import ChunkEnv
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle, at an update boundary
     torch.set_num_threads(1)
     views = _arrays(buffers, *dims)
     chunk = None
@@ -223,3 +227,31 @@ class SharedMemoryVecEnv:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
+
+
+def make_physics_vec_env(
+    params: Params,
+    targets: TargetCache | None,
+    n_envs: int,
+    device: torch.device,
+    mode: str = "train",
+    seed: int = 0,
+    workers: int | None = None,
+) -> Any:
+    """The bullet backend's envs by `train.vec_env`: "shared" (worker processes on one shared
+    memory block, rlcore.envs.shared_vec), "subproc" (SB3's SubprocVecEnv pipes, chunked), "dummy"
+    (in-process), or "auto": shared memory when there is more than one core, falling back to
+    in-process with the reason when worker processes cannot start."""
+    kind = params.train.vec_env
+    n_workers = min(n_envs, workers or len(cpu_list()))
+    if kind == "shared" or (kind == "auto" and n_workers > 1):
+        try:
+            return SharedMemoryVecEnv(params, targets, n_envs, device, mode=mode, seed=seed, workers=n_workers)
+        except Exception as err:  # noqa: BLE001 - any start failure under auto means: run in-process
+            if kind == "shared":
+                raise
+            log.warning("shared-memory env workers could not start (%s); running the envs in-process", err)
+            venv, _ = make_chunked_vec_env(params, targets, n_envs, "dummy", mode, seed)
+            return BulletVecEnv(venv, device, f"dummy (workers failed: {str(err).splitlines()[0]})")
+    venv, note = make_chunked_vec_env(params, targets, n_envs, kind=kind, mode=mode, seed=seed, workers=workers)
+    return BulletVecEnv(venv, device, note)

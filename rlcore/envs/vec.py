@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -174,36 +173,6 @@ def make_chunked_vec_env(
     if kind == "dummy":
         return DummyVecEnv(in_process), "dummy"
     return _subproc_or_dummy(fns, in_process, kind, f"subproc ({workers} workers)", params.hardware.mp_start_method)
-
-
-def make_physics_vec_env(
-    params: Params,
-    targets: TargetCache | None,
-    n_envs: int,
-    device: torch.device,
-    mode: str = "train",
-    seed: int = 0,
-    workers: int | None = None,
-) -> Any:
-    """The bullet backend's envs by `train.vec_env`: "shared" (worker processes on one shared
-    memory block, rlcore.envs.shared_vec), "subproc" (SB3's SubprocVecEnv pipes, chunked), "dummy"
-    (in-process), or "auto": shared memory when there is more than one core, falling back to
-    in-process with the reason when worker processes cannot start."""
-    kind = params.train.vec_env
-    n_workers = min(n_envs, workers or len(cpu_list()))
-    if kind == "shared" or (kind == "auto" and n_workers > 1):
-        from rlcore.envs.shared_vec import SharedMemoryVecEnv
-
-        try:
-            return SharedMemoryVecEnv(params, targets, n_envs, device, mode=mode, seed=seed, workers=n_workers)
-        except Exception as err:  # noqa: BLE001 - any start failure under auto means: run in-process
-            if kind == "shared":
-                raise
-            log.warning("shared-memory env workers could not start (%s); running the envs in-process", err)
-            venv, _ = make_chunked_vec_env(params, targets, n_envs, "dummy", mode, seed)
-            return BulletVecEnv(venv, device, f"dummy (workers failed: {str(err).splitlines()[0]})")
-    venv, note = make_chunked_vec_env(params, targets, n_envs, kind=kind, mode=mode, seed=seed, workers=workers)
-    return BulletVecEnv(venv, device, note)
 
 
 class BulletVecEnv:

@@ -36,7 +36,7 @@ def make_env(
         from rlcore.envs.batched import BatchedReachEnv
 
         return BatchedReachEnv(params, targets, n_envs, device, mode=mode, seed=seed)
-    from rlcore.envs.vec import make_physics_vec_env
+    from rlcore.envs.shared_vec import make_physics_vec_env
 
     return make_physics_vec_env(params, targets, n_envs, device, mode=mode, seed=seed)
 
