@@ -334,10 +334,11 @@ def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
     failed = [t for t in trials if t.state == TrialState.FAIL]
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 2
-    assert any(t.number == running[0].number for t in failed)  # the killed trial was marked failed
+    [killed] = [t for t in failed if t.number == running[0].number]  # the killed trial was marked failed
+    assert killed.params, "the killed trial had sampled its params"  # read after the kill, not while it started
     retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
-    retried = [t for t in finished if retry_of(t) == running[0].number]
-    assert retried and retried[0].params == running[0].params  # and retried with the same params
+    retried = [t for t in finished if retry_of(t) == killed.number]
+    assert retried and retried[0].params == killed.params  # and retried with the same params
 
 
 def test_optuna_dashboard_reads_the_study_back_over_http(tmp_path):
