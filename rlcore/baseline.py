@@ -16,7 +16,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 from rlcore.config import Params
 from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.memory import minibatch_size
-from rlcore.ppo.policy import ACTIVATIONS, ActorCritic, RunningNorm, policy_bundle
+from rlcore.policy_file import gaussian_bundle
+from rlcore.ppo.policy import ACTIVATIONS, ActorCritic, RunningNorm
 from rlcore.targets import Curriculum, TargetCache
 
 SB3_METRICS = {
@@ -153,7 +154,7 @@ def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[
         norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
         norm.count.fill_(float(venv.obs_rms.count))
         norm.set_extra_state({"host_count": float(venv.obs_rms.count)})
-    return policy_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
+    return gaussian_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
 
 
 def train_sb3(

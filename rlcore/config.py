@@ -118,8 +118,52 @@ class HardwareConfig(Section):
         return value
 
 
+class SacConfig(Section):
+    """stable-baselines3 SAC (`train.algo: sb3_sac`); gamma comes from train.gamma."""
+
+    n_envs: int = Field(16, ge=1, le=256)  # PyBullet envs, unless train.n_envs is set
+    hidden: list[int] = Field(default_factory=lambda: [256, 256])  # actor and both critics
+    activation: Literal["elu", "tanh", "relu", "silu"] = "relu"
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    buffer_size: int = Field(1_000_000, ge=1000)
+    learning_starts: int = Field(5000, ge=0)  # env steps of random actions before updates
+    batch_size: int = Field(256, ge=8)
+    tau: float = Field(0.005, gt=0.0, le=1.0)
+    train_freq: int = Field(1, ge=1)  # vec-env steps between updates
+    gradient_steps: int = Field(4, ge=1)  # updates each time
+    ent_coef: str | float = "auto"  # "auto" (learned, as SB3) or a fixed coefficient
+
+
+class DqnConfig(Section):
+    """stable-baselines3 DQN (`train.algo: sb3_dqn`) over a table of joint-velocity commands."""
+
+    # the action table (rlcore/offpolicy.py): single_joint (one joint at +-action_scale, or none:
+    # 1 + 2 x joints rows), joint_pairs (also two joints at once), or explicit rows, one value per joint
+    actions: Literal["single_joint", "joint_pairs"] | list[list[float]] = "single_joint"
+    action_scale: float = Field(0.5, gt=0.0, le=1.0)  # commanded speed, fraction of the URDF limit
+    n_envs: int = Field(16, ge=1, le=256)
+    hidden: list[int] = Field(default_factory=lambda: [256, 256])
+    activation: Literal["elu", "tanh", "relu", "silu"] = "relu"
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
+    buffer_size: int = Field(1_000_000, ge=1000)
+    learning_starts: int = Field(5000, ge=0)
+    batch_size: int = Field(256, ge=8)
+    tau: float = Field(1.0, gt=0.0, le=1.0)  # 1 = hard target updates
+    target_update_interval: int = Field(2000, ge=1)  # env steps
+    train_freq: int = Field(1, ge=1)
+    gradient_steps: int = Field(4, ge=1)
+    exploration_fraction: float = Field(0.2, gt=0.0, le=1.0)  # share of total_steps over which epsilon falls
+    exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0)
+    exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0)
+
+
+OFF_POLICY = ("sb3_sac", "sb3_dqn")
+SB3_ALGOS = ("sb3", *OFF_POLICY)
+
+
 class TrainConfig(Section):
-    algo: Literal["rlcore", "sb3"] = "rlcore"
+    # rlcore (on-device PPO) | sb3 (SB3 PPO) | sb3_sac | sb3_dqn (SB3 off-policy, PyBullet envs)
+    algo: Literal["rlcore", "sb3", "sb3_sac", "sb3_dqn"] = "rlcore"
     total_steps: int = Field(3_000_000, ge=1)
     n_envs: int | None = Field(None, ge=1, le=1 << 22)  # None: the hardware stage's choice
     n_steps: int = Field(16, ge=1, le=100_000)  # rollout length per env
@@ -146,6 +190,20 @@ class TrainConfig(Section):
     checkpoint_dir: str = "checkpoints"
     auto_fit: bool = False  # shrink n_envs / minibatch to fit the VRAM limit instead of stopping
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the twin step and policy forward
+    log_every_steps: int = Field(10_000, ge=1)  # off-policy algorithms: one metrics row per this many steps
+    sac: SacConfig = SacConfig()
+    dqn: DqnConfig = DqnConfig()
+
+    @field_validator("sac")
+    @classmethod
+    def _ent_coef_is_auto_or_number(cls, value: SacConfig) -> SacConfig:
+        coef = value.ent_coef
+        if isinstance(coef, str) and coef != "auto" and not coef.startswith("auto_"):
+            try:
+                float(coef)
+            except ValueError:
+                raise ValueError(f"train.sac.ent_coef = {coef!r}: 'auto', 'auto_<init>' or a number") from None
+        return value
 
 
 class EvalConfig(Section):
@@ -238,8 +296,21 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _sb3_runs_on_pybullet(self) -> Params:
-        if self.train.algo == "sb3" and self.env.backend != "bullet":
-            raise ValueError("train.algo = 'sb3' needs env.backend = 'bullet' (SB3 has no batched backend)")
+        algo = self.train.algo
+        if algo in SB3_ALGOS and self.env.backend != "bullet":
+            raise ValueError(f"train.algo = {algo!r} needs env.backend = 'bullet' (SB3 has no batched backend)")
+        table = self.train.dqn.actions
+        if isinstance(table, list):
+            from rlcore.robots.chain import read_chain
+
+            dof = read_chain(self.robot.urdf, self.robot.ee_link).dof
+            problems = [f"row {i} has {len(row)} values" for i, row in enumerate(table) if len(row) != dof]
+            problems += [f"row {i} leaves [-1, 1]" for i, row in enumerate(table) if any(abs(v) > 1 for v in row)]
+            if not table or problems:
+                raise ValueError(
+                    f"train.dqn.actions: {problems[0] if problems else 'no rows'}; each row needs {dof} values "
+                    f"in [-1, 1], one per joint of {self.robot.urdf}"
+                )
         return self
 
     def flat(self) -> dict[str, Any]:

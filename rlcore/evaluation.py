@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from rlcore.config import Params
-from rlcore.ppo.policy import DeterministicPolicy
+from rlcore.policy_file import Policy
 from rlcore.stats import rate_with_interval
 from rlcore.targets import TargetCache
 
@@ -19,7 +19,7 @@ SUCCESS_5CM = 0.05
 
 
 def evaluate(
-    policy: DeterministicPolicy,
+    policy: Policy,
     params: Params,
     targets: TargetCache,
     episodes: int | None,
@@ -145,7 +145,7 @@ def write_episodes(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def render_gif(
-    policy: DeterministicPolicy, params: Params, targets: TargetCache, path: Path, episodes: int = 3, seed: int = 0
+    policy: Policy, params: Params, targets: TargetCache, path: Path, episodes: int = 3, seed: int = 0
 ) -> int:
     """A GIF of a few held-out episodes with the target drawn; returns the frame count."""
     from PIL import Image
@@ -182,7 +182,7 @@ def placeholder_gif(path: Path, text: str) -> None:
 
 
 def evaluate_batched(
-    policy: DeterministicPolicy,
+    policy: Policy,
     params: Params,
     targets: TargetCache,
     episodes: int | None,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from rlcore.envs.task import obs_size
-from rlcore.ppo.policy import DeterministicPolicy, policy_from_bundle
+from rlcore.policy_file import Policy, policy_from_bundle
 from rlcore.robots.chain import Chain
 
 OPSET = 18
@@ -34,11 +34,11 @@ class ExportedPolicy(nn.Module):
     """The deterministic policy and the command scaling, as one module: obs -> (action, rad/s).
     The normaliser's statistics are plain buffers here (no running state to trace)."""
 
-    def __init__(self, policy: DeterministicPolicy, velocity_limits: list[float]) -> None:
+    def __init__(self, policy: Policy, velocity_limits: list[float], obs_dim: int) -> None:
         super().__init__()
-        self.actor = policy.actor
+        self.head = policy.head  # PPO's clipped mean, SAC's tanh mean or DQN's greedy table row
         norm = policy.norm
-        size = self.actor[0].in_features
+        size = obs_dim
         mean = norm.mean if norm is not None else torch.zeros(size)
         std = torch.sqrt(norm.var + norm.eps) if norm is not None else torch.ones(size)
         self.clip = norm.clip if norm is not None else float("inf")
@@ -48,7 +48,7 @@ class ExportedPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = ((obs - self.mean) / self.std).clamp(-self.clip, self.clip)
-        action = self.actor(x).clamp(-1.0, 1.0)
+        action = self.head(x)
         return action, action * self.vmax
 
 
@@ -109,7 +109,7 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
     import onnx
 
     method = method or exporter()
-    module = ExportedPolicy(policy_from_bundle(bundle), [j.velocity for j in chain.movable]).eval()
+    module = ExportedPolicy(policy_from_bundle(bundle), [j.velocity for j in chain.movable], bundle["obs_dim"]).eval()
     example = (torch.zeros(2, bundle["obs_dim"]),)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

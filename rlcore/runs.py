@@ -21,7 +21,7 @@ import torch
 
 from rlcore import devices, placement
 from rlcore import hardware as hw
-from rlcore.config import Params
+from rlcore.config import OFF_POLICY, Params
 from rlcore.memory import estimate_memory, fit_to_limit, minibatch_size
 from rlcore.targets import TargetCache
 
@@ -84,6 +84,16 @@ def resolve(params: Params, decision: dict[str, Any]) -> tuple[Params, Resolved]
         limit = params.hardware.vram_limit_mb
     notes: list[str] = []
     on_gpu = policy_device != "cpu" or env_device != "cpu"
+    if params.train.algo in OFF_POLICY:
+        from rlcore.offpolicy import n_envs_for, replay_buffer_mb
+
+        buffer_mb = replay_buffer_mb(params)
+        notes.append(
+            f"VRAM check skipped for {params.train.algo}: rlcore's memory model is PPO's; SB3 keeps the replay "
+            f"buffer ({buffer_mb:.0f} MB) in host memory and puts only its networks and one batch on the device"
+        )
+        batch = params.train.sac.batch_size if params.train.algo == "sb3_sac" else params.train.dqn.batch_size
+        return params, Resolved(policy_device, env_device, n_envs_for(params), batch, limit, buffer_mb, notes)
     estimate = estimate_memory(params, n_envs)
     if limit is not None and on_gpu and estimate.total_mb > limit:
         fitted_envs, fitted_batch = fit_to_limit(params, n_envs, limit)
@@ -181,3 +191,26 @@ def cpu_threads(params: Params) -> None:
     own the cores while they step (torch's spinning threads would steal their time). The trainer
     gives the update every core again, while the workers sleep."""
     torch.set_num_threads(1 if params.env.backend == "bullet" else devices.cpu_cores())
+
+
+def train(
+    params: Params,
+    res: Resolved,
+    targets: TargetCache,
+    checkpoint_dir: Path | None,
+    on_start: Callable[[Any, str | None], None],
+    on_iteration: Callable[[dict], None],
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train whatever `train.algo` names (rlcore PPO, SB3 PPO, SAC or DQN); returns (summary,
+    policy bundle). The train stage, tuning trials and `bench algos` all come through here."""
+    algo = params.train.algo
+    if algo == "rlcore":
+        return train_rlcore(params, res, targets, checkpoint_dir, on_start, on_iteration, progress)
+    if algo == "sb3":
+        from rlcore.baseline import train_sb3
+
+        return train_sb3(params, res, targets, on_start, on_iteration, progress)
+    from rlcore.offpolicy import train_offpolicy
+
+    return train_offpolicy(params, res, targets, on_start, on_iteration, progress)

@@ -139,7 +139,7 @@ def train_seed(
 ) -> SeedResult:
     """Train one seed (nested MLflow run), scoring it in the twin as it goes; then evaluate it."""
     from rlcore.evaluation import evaluate_batched
-    from rlcore.ppo.policy import policy_from_bundle
+    from rlcore.policy_file import policy_from_bundle
 
     params, res = runs.resolve(params, decision)
     client = tracking.client()

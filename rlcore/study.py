@@ -120,7 +120,7 @@ def make_objective(
     train_fn defaults to rlcore.runs.train_rlcore (the train stage's code); tests inject others.
     """
     from rlcore.evaluation import evaluate_batched
-    from rlcore.ppo.policy import policy_from_bundle
+    from rlcore.policy_file import policy_from_bundle
 
     train_fn = train_fn or runs.train_rlcore
     targets = runs.load_targets(params, opts.root)

@@ -41,6 +41,9 @@ ITERATION_METRICS = (
     "rollout_s",
     "update_s",
     "peak_memory_mb",
+    "q_loss",  # off-policy (SAC's critic, DQN's Q-network): per `train.log_every_steps`, as all their rows
+    "ent_coef",  # SAC
+    "exploration_rate",  # DQN's epsilon
     "heldout_twin_success_rate",  # `bench seeds`: the held-out score while training (twin, accurate physics)
     "train_s",  # `bench seeds`: training time at that score, scoring excluded
 )

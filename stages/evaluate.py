@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
 from rlcore.evaluation import describe, evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
-from rlcore.ppo.policy import load_policy  # noqa: E402
+from rlcore.policy_file import load_policy  # noqa: E402
 from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 

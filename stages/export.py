@@ -30,7 +30,7 @@ def main(args, params) -> None:
     from rlcore import export
     from rlcore.deploy import Controller
     from rlcore.evaluation import evaluate, evaluate_controller
-    from rlcore.ppo.policy import load_policy
+    from rlcore.policy_file import load_policy
     from rlcore.robots.chain import read_chain
 
     root = workspace()

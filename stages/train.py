@@ -1,4 +1,4 @@
-"""Stage `train`: train a policy (rlcore PPO or the SB3 baseline) and log the run to MLflow.
+"""Stage `train`: train a policy (rlcore PPO, or SB3's PPO, SAC or DQN) and log the run to MLflow.
 
 Writes models/policy.pt, out/train.json and out/train_curve.csv. Checkpoints go to
 train.checkpoint_dir (a persisted DVC output): run the stage again after an interruption and it
@@ -17,6 +17,7 @@ import torch  # noqa: E402
 
 from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.config import OFF_POLICY  # noqa: E402
 from rlcore.ppo.algorithm import NonFiniteLossError  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
@@ -35,7 +36,11 @@ def main(args, params) -> None:
     print(
         f"train: {params.train.algo} on {params.env.backend} envs x{res.n_envs} ({res.env_device}), "
         f"policy on {res.policy_device}, minibatch {res.minibatch}, "
-        f"estimated peak {res.estimate_mb:.0f} MB"
+        + (
+            f"replay buffer {res.estimate_mb:.0f} MB"
+            if params.train.algo in OFF_POLICY
+            else f"estimated peak {res.estimate_mb:.0f} MB"
+        )
     )
     for note in res.notes:
         print(f"  - {note}")
@@ -84,12 +89,7 @@ def main(args, params) -> None:
             tracking.retry(lambda: tracking.end_run(run_id, status), "ending the MLflow run")
 
     try:
-        if params.train.algo == "sb3":
-            from rlcore.baseline import train_sb3
-
-            summary, bundle = train_sb3(params, res, targets, on_start, on_iteration)
-        else:
-            summary, bundle = runs.train_rlcore(params, res, targets, ckpt_dir, on_start, on_iteration)
+        summary, bundle = runs.train(params, res, targets, ckpt_dir, on_start, on_iteration)
     except NonFiniteLossError as err:
         finish("FAILED")
         raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from rlcore import export
-from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
+from rlcore.policy_file import gaussian_bundle
+from rlcore.ppo.policy import ActorCritic, RunningNorm
 from rlcore.robots.chain import read_chain
 from tests.helpers import ROOT
 
@@ -34,7 +35,7 @@ def random_bundle(params, seed: int = 0) -> dict:
         model.actor[-1].weight.mul_(100.0)
     norm = RunningNorm(obs_dim)
     norm.update(torch.randn(512, obs_dim) * 0.3 + 0.1)
-    return policy_bundle(model, norm, params.model_dump(mode="json"), "rlcore", obs_dim, dof)
+    return gaussian_bundle(model, norm, params.model_dump(mode="json"), "rlcore", obs_dim, dof)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_the_controller_drives_pybullet_as_evaluate_does(exported, small_params,
     commands out) ends each episode where the torch policy does, and at the same success rate."""
     from rlcore.deploy import Controller
     from rlcore.evaluation import evaluate, evaluate_controller
-    from rlcore.ppo.policy import policy_from_bundle
+    from rlcore.policy_file import policy_from_bundle
 
     bundle, paths = exported
     controller = Controller(paths[EXPORTERS[0]])

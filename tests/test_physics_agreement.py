@@ -93,7 +93,7 @@ def test_twin_policy_scores_alike_in_mujoco_and_pybullet(tmp_path):
     """A small policy trained on the twin, evaluated on all 2,000 held-out targets in each engine at
     accurate physics: the success rates differ by at most 3 points."""
     from rlcore.evaluation import evaluate
-    from rlcore.ppo.policy import load_policy
+    from rlcore.policy_file import load_policy
     from rlcore.targets import TargetCache
     from tests.helpers import TINY_PARAMS, copy_repo, stage
 

@@ -129,7 +129,7 @@ def test_checkpoint_roundtrip(tmp_path):
         assert torch.equal(v, v2), k
     assert torch.equal(a.norm.count, b.norm.count) and a.norm.count.item() > 100
     # a checkpoint is also a policy file for `evaluate --model`
-    from rlcore.ppo.policy import load_policy
+    from rlcore.policy_file import load_policy
 
     policy, _ = load_policy(str(tmp_path / "last.pt"))
     obs = torch.randn(4, b.env.obs_dim)

@@ -97,7 +97,7 @@ def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
 
     from rlcore.baseline import sb3_model, to_bundle
     from rlcore.envs.vec import make_vec_env
-    from rlcore.ppo.policy import policy_from_bundle
+    from rlcore.policy_file import policy_from_bundle
 
     params = small_params.model_copy(
         update={
@@ -165,7 +165,7 @@ def test_learning_on_easy_targets(tmp_path):
     stage("hardware", root)
     stage("train", root)
     from rlcore.evaluation import evaluate
-    from rlcore.ppo.policy import load_policy
+    from rlcore.policy_file import load_policy
     from rlcore.targets import TargetCache
 
     policy, bundle = load_policy(str(root / "models" / "policy.pt"))

@@ -14,7 +14,8 @@ import torch
 from optuna.trial import TrialState
 
 from rlcore.config import Params, load_params
-from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
+from rlcore.policy_file import gaussian_bundle
+from rlcore.ppo.policy import ActorCritic, RunningNorm
 from rlcore.study import TuneOptions, run_worker
 from tests.helpers import mini_checkout, start_stage
 
@@ -80,7 +81,7 @@ class FakeTrain:
         for i in (1, 2):
             on_iteration({"step": i * 512, "iteration": i, "success_rate": 0.1 * i, "fps": 1000.0})
         model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
-        return {}, policy_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+        return {}, gaussian_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +207,7 @@ class TimedFakeTrain(FakeTrain):
             wall += 1.0 if step == 512 * 4 else 0.01
             on_iteration({"step": step, "iteration": step // 512, "wall_s": wall, "success_rate": 0.5, "fps": 0.0})
         model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
-        return {}, policy_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+        return {}, gaussian_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
 
 
 def test_budget_objective_times_throughput_once_and_trains_that_many_steps(workdir):

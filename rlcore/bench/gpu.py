@@ -72,7 +72,7 @@ def time_to_target(
     physics) reaches `target`, or `budget` steps; the wall time excludes the scoring."""
     from rlcore.envs.batched import BatchedReachEnv
     from rlcore.evaluation import evaluate_batched
-    from rlcore.ppo.policy import policy_from_bundle
+    from rlcore.policy_file import policy_from_bundle
     from rlcore.ppo.trainer import Trainer
 
     sized = with_envs(params, n_envs)

@@ -177,9 +177,9 @@ class RlcoreTrainer:
         return updates * self.per_update
 
     def policy(self) -> nn.Module:
-        from rlcore.ppo.policy import DeterministicPolicy
+        from rlcore.policy_file import ClampedMean, Policy
 
-        return DeterministicPolicy(self.trainer.model, self.trainer.norm)
+        return Policy(ClampedMean(self.trainer.model.actor), self.trainer.norm)
 
 
 MAKERS: dict[str, Callable[..., Any]] = {"rlcore": RlcoreTrainer, "rsl_rl": RslTrainer}

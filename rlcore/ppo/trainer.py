@@ -20,8 +20,9 @@ from rlcore.config import Params
 from rlcore.devices import PeakMemory
 from rlcore.hardware import Capabilities
 from rlcore.memory import minibatch_size
+from rlcore.policy_file import gaussian_bundle
 from rlcore.ppo.algorithm import PPO
-from rlcore.ppo.policy import ActorCritic, RunningNorm, policy_bundle
+from rlcore.ppo.policy import ActorCritic, RunningNorm
 from rlcore.ppo.storage import RolloutStorage
 from rlcore.targets import Curriculum, TargetCache
 
@@ -269,7 +270,7 @@ class Trainer:
 
     def policy(self) -> dict[str, Any]:
         """The exportable policy bundle (models/policy.pt)."""
-        return policy_bundle(
+        return gaussian_bundle(
             self.model, self.norm, self.params.model_dump(), "rlcore", self.env.obs_dim, self.env.act_dim
         )
 
