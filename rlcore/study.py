@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from rlcore import runs, tracking
-from rlcore.config import Params
+from rlcore.config import OFF_POLICY, Params
 from rlcore.devices import is_out_of_memory
 from rlcore.memory import estimate_memory
 from rlcore.tuning import (
@@ -102,6 +102,15 @@ def counts(study: optuna.Study) -> dict[str, int]:
     }
 
 
+def check_objective(params: Params, opts: TuneOptions) -> None:
+    """Stop before any work on an objective this algorithm cannot serve."""
+    if params.train.algo in OFF_POLICY and opts.objective == "success_at_budget":
+        raise runs.SetupError(
+            f"tune.objective = success_at_budget times PPO updates; train.algo = {params.train.algo} logs every "
+            "train.log_every_steps: use --objective success_after_steps (budgeted steps)"
+        )
+
+
 def make_objective(
     params: Params,
     opts: TuneOptions,
@@ -117,12 +126,15 @@ def make_objective(
     the steps, so a slow spell on a shared machine costs a trial a few percent of its steps (the
     median per-update rate of the probe), not its result.
 
-    train_fn defaults to rlcore.runs.train_rlcore (the train stage's code); tests inject others.
+    train_fn defaults to rlcore.runs.train (the train stage's code, for whatever `train.algo`
+    names); tests inject others.
     """
     from rlcore.evaluation import evaluate_batched
     from rlcore.policy_file import policy_from_bundle
 
-    train_fn = train_fn or runs.train_rlcore
+    off_policy = params.train.algo in OFF_POLICY
+    check_objective(params, opts)
+    train_fn = train_fn or runs.train
     targets = runs.load_targets(params, opts.root)
     client = tracking.client(opts.root)
 
@@ -133,13 +145,19 @@ def make_objective(
             update={"train": params.train.model_copy(update={"total_steps": opts.steps_per_trial})}
         )
         trial_params = with_values(base, values)
-        n_envs = trial_params.train.n_envs or int(
-            decision["n_envs_batched" if trial_params.env.backend == "batched" else "n_envs_bullet"]
-        )
+        if off_policy:  # the algorithm's own n_envs unless the space or params set train.n_envs
+            from rlcore.offpolicy import n_envs_for
+
+            n_envs = n_envs_for(trial_params)
+        else:
+            n_envs = trial_params.train.n_envs or int(
+                decision["n_envs_batched" if trial_params.env.backend == "batched" else "n_envs_bullet"]
+            )
         trial_params = trial_params.model_copy(
             update={"train": trial_params.train.model_copy(update={"n_envs": n_envs})}
         )
-        estimate = estimate_memory(trial_params, n_envs).total_mb
+        # off-policy: the replay buffer is host memory (runs.resolve says why the VRAM check is skipped)
+        estimate = 0.0 if off_policy else estimate_memory(trial_params, n_envs).total_mb
         trial.set_user_attr("estimate_mb", round(estimate, 1))
         run_id = tracking.open_run(
             opts.root,
@@ -160,7 +178,7 @@ def make_objective(
             tracking.end_run(run_id, "KILLED", opts.root)
             return optuna.TrialPruned(reason)
 
-        if opts.vram_limit_mb is not None:
+        if opts.vram_limit_mb is not None and not off_policy:
             excess = estimate - opts.vram_limit_mb
             if excess > 0:
                 raise prune(
@@ -247,6 +265,7 @@ def run_worker(
 ) -> optuna.Study:
     """Run trials until the study has `opts.trials` finished ones (or the timeout passes)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_objective(params, opts)
     study = open_study(params, opts)
     parent_id = parent_run(study, params, opts)
     objective = make_objective(params, opts, decision, parent_id, train_fn)

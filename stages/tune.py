@@ -20,7 +20,7 @@ from rlcore.tuning import check_storage, storage_url  # noqa: E402
 
 
 def main(args, params) -> None:
-    from rlcore.study import TuneOptions, run_worker, summarise
+    from rlcore.study import TuneOptions, check_objective, run_worker, summarise
 
     root = workspace()
     t = params.tune
@@ -51,6 +51,10 @@ def main(args, params) -> None:
         timeout_s=args.timeout,
         progress=not args.no_progress,
     )
+    try:
+        check_objective(params, opts)
+    except runs.SetupError as err:
+        raise StageError(str(err)) from None
     shown = opts.storage.split("@")[-1]  # no password in the log
     each = (
         f"{opts.budget_s:g} s of training (throughput timed for {opts.probe_s:g} s, then as steps)"

@@ -256,6 +256,37 @@ def test_real_budget_objective_trains_its_measured_steps(workdir):
     assert child.data.metrics["tune_probe_steps_per_s"] > 0
 
 
+def test_tuner_trains_what_train_algo_names(workdir):
+    """train.algo = sb3_dqn: trials train SB3's DQN (the train stage's code) over its own space;
+    the budget objective, which times PPO updates, stops with one line."""
+    from mlflow.tracking import MlflowClient
+
+    from rlcore import tracking
+    from rlcore.config import SearchDim, apply_overrides, validate
+    from rlcore.runs import SetupError
+
+    sets = ["env.backend=bullet", "train.algo=sb3_dqn", "train.dqn.hidden=[16]", "train.dqn.learning_starts=256"]
+    sets += ["train.log_every_steps=512"]
+    params = validate(apply_overrides(load_params(workdir / "params.yaml").model_dump(), sets))
+    space = {"train.dqn.action_scale": SearchDim(type="float", low=0.2, high=0.8)}
+    params = params.model_copy(update={"tune": params.tune.model_copy(update={"space": space})})
+    opts = options(workdir, "dqn", 1)
+    study = run_worker(params, opts, DECISION, None)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.COMPLETE and set(trial.params) == {"train.dqn.action_scale"}
+    tracking.setup(workdir)
+    (child,) = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("rlcore").experiment_id],
+        f"tags.mlflow.parentRunId = '{study.user_attrs['mlflow_parent_run_id']}'",
+    )
+    assert child.data.tags["algo"] == "sb3_dqn" and "exploration_rate" in child.data.metrics
+    assert child.data.params["train.dqn.action_scale"] == str(trial.params["train.dqn.action_scale"])
+    opts = options(workdir, "dqn-budget", 1)
+    opts.objective = "success_at_budget"
+    with pytest.raises(SetupError, match="use --objective success_after_steps"):
+        run_worker(params, opts, DECISION, None)
+
+
 def test_layers_dimension_draws_width_and_depth_and_copies_to_the_critic():
     from rlcore.config import SearchDim
     from rlcore.tuning import promote_command, suggest, trial_values, with_values
