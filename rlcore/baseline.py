@@ -67,9 +67,15 @@ class _Recorder(BaseCallback):
     """Per-rollout metrics under rlcore's names."""
 
     def __init__(
-        self, on_iteration: Callable[[dict], None], total: int, progress: bool, curriculum: Curriculum
+        self,
+        on_iteration: Callable[[dict], None],
+        total: int,
+        progress: bool,
+        curriculum: Curriculum,
+        holder: Any = None,
     ) -> None:
         super().__init__()
+        self.holder = holder  # its finish_requested (a time limit) ends training at the next step
         self.curriculum = curriculum
         self.on_iteration = on_iteration
         self.history: list[dict[str, float]] = []
@@ -129,7 +135,7 @@ class _Recorder(BaseCallback):
         for i in np.flatnonzero(dones):
             self.ended.append((bool(infos[i]["is_success"]), float(self.returns[i])))
             self.returns[i] = 0.0
-        return True
+        return not getattr(self.holder, "finish_requested", False)
 
 
 def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[str, Any]:
@@ -175,22 +181,30 @@ def train_sb3(
     venv = VecNormalize(venv, norm_obs=params.train.obs_norm, norm_reward=False, clip_obs=10.0)
 
     class _Holder:
+        """What on_start receives: `extra` (the MLflow run id), a stop flag, the policy so far."""
+
         extra: dict[str, Any] = {}
+        finish_requested = False
+
+        def policy(self) -> dict[str, Any]:
+            return to_bundle(model, venv if params.train.obs_norm else None, params)
 
     holder = _Holder()
-    on_start(holder, f"sb3 vec env: {vec_note} ({why}); sb3 runs do not resume from checkpoints, starting fresh")
-    model = sb3_model(params, venv, res.policy_device)
-    curriculum = Curriculum.from_config(params.env.curriculum, targets.n_levels, in_flight=res.n_envs)
-    venv.env_method("set_level", curriculum.level)
-    recorder = _Recorder(on_iteration, params.train.total_steps, progress, curriculum)
-    start = time.perf_counter()
-    model.learn(params.train.total_steps, callback=recorder)
-    wall = time.perf_counter() - start
-    recorder._on_rollout_start()  # flush the last update's metrics
-    if recorder.bar is not None:
-        recorder.bar.close()
-    bundle = to_bundle(model, venv if params.train.obs_norm else None, params)
-    venv.close()
+    try:
+        on_start(holder, f"sb3 vec env: {vec_note} ({why}); sb3 runs do not resume from checkpoints, starting fresh")
+        model = sb3_model(params, venv, res.policy_device)
+        curriculum = Curriculum.from_config(params.env.curriculum, targets.n_levels, in_flight=res.n_envs)
+        venv.env_method("set_level", curriculum.level)
+        recorder = _Recorder(on_iteration, params.train.total_steps, progress, curriculum, holder)
+        start = time.perf_counter()
+        model.learn(params.train.total_steps, callback=recorder)
+        wall = time.perf_counter() - start
+        recorder._on_rollout_start()  # flush the last update's metrics
+        if recorder.bar is not None:
+            recorder.bar.close()
+        bundle = holder.policy()
+    finally:
+        venv.close()
     summary = {
         "steps": model.num_timesteps,
         "wall_s": wall,

@@ -226,6 +226,7 @@ class ReportConfig(Section):
     ppo_steps: int = Field(8192, ge=256)  # steps per end-to-end run
     rounds: int = Field(3, ge=3, le=10)  # alternating rounds per benchmark (medians)
     env_steps: int = Field(2000, ge=100)  # steps per raw env measurement
+    algos: bool = False  # include `python -m rlcore.bench algos` (out/algos/) in the report
 
 
 class SearchDim(Section):

@@ -201,7 +201,7 @@ def params_dof(params: Params) -> int:
 
 class _Recorder(BaseCallback):
     """One metrics row per `every` env steps under rlcore's names; the curriculum follows the
-    episodes as they end; `holder.stop_requested` (Ctrl-C, a time limit) ends training."""
+    episodes as they end; `holder.finish_requested` (a time limit) ends training."""
 
     def __init__(
         self,
@@ -238,7 +238,7 @@ class _Recorder(BaseCallback):
         if self.num_timesteps >= self.next_row:
             self.next_row += self.every
             self.row()
-        return not getattr(self.holder, "stop_requested", False)
+        return not getattr(self.holder, "finish_requested", False)
 
     def row(self) -> None:
         """Append and send one metrics row (also called once after training)."""
@@ -275,7 +275,7 @@ class Run:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.extra: dict[str, Any] = {}
-        self.stop_requested = False
+        self.finish_requested = False
         self.model: SAC | DQN | None = None
         self.venv: VecNormalize | None = None
 

@@ -142,6 +142,7 @@ def markdown(
     evaluation: dict[str, Any],
     images: list[str],
     hardware: dict[str, Any],
+    extra: list[str] | None = None,
 ) -> str:
     ppo, split = results["ppo"], results["ppo"]["time_split_per_step"]
     lines = ["# rlcore report", ""]
@@ -249,8 +250,28 @@ def markdown(
             + ", ".join(f"{r['device']} x{r['n_envs']}: {r['memory_per_env_kb']:.2f} KB" for r in memory)
             + ".",
         ]
+    lines += extra or []
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def algos_section(algos_dir: Path, out_dir: Path) -> tuple[list[str], str]:
+    """The `bench algos` table as markdown and its figure copied into the report (report.algos).
+    FileNotFoundError names the file when `python -m rlcore.bench algos` has not run."""
+    import shutil
+
+    from rlcore.bench.algos import text
+
+    source = algos_dir / "algos.json"
+    if not source.is_file() or not (algos_dir / "algos.png").is_file():
+        raise FileNotFoundError(
+            f"report.algos is true but {source} or algos.png is missing: run `python -m rlcore.bench algos`"
+        )
+    results = json.loads(source.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(algos_dir / "algos.png", out_dir / "algos.png")
+    lines = ["", "## Algorithms on equal terms (`python -m rlcore.bench algos`)", "", "```", *text(results), "```"]
+    return lines, "algos.png"
 
 
 def bench_metrics(results: dict[str, Any]) -> dict[str, float]:

@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from rlcore.cli import positive_float, positive_int
 
     group = parser.add_argument_group("seeds")
-    group.add_argument("--seeds", type=positive_int, default=3, help="training seeds per configuration (default 3)")
+    group.add_argument(
+        "--seeds", type=positive_int, default=None, help="training seeds per configuration (seeds: 3, algos: 1)"
+    )
     group.add_argument(
         "--set-b",
         action="append",
@@ -78,7 +80,15 @@ def run_command(args: argparse.Namespace, params: Params) -> None:
     summaries = []
     for label, config, overrides in configs:
         summary = run_config(
-            config, targets, decision, label, overrides, args.seeds, args.score_every, args.target, not args.no_progress
+            config,
+            targets,
+            decision,
+            label,
+            overrides,
+            args.seeds or 3,
+            args.score_every,
+            args.target,
+            not args.no_progress,
         )
         write_summary(summary, root / args.out_dir)
         for line in summary_text(summary):

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import report, tracking  # noqa: E402
-from rlcore.cli import run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
 
 
 def main(args, params) -> None:
@@ -25,12 +25,19 @@ def main(args, params) -> None:
         f"report: benchmarking on {', '.join(devices)}, {params.report.rounds} alternating rounds "
         "(about 3-5 minutes on 2 cores)"
     )
-    results = report.measure(params, devices)
     out_dir = root / args.out_dir
+    algos_lines: list[str] = []
+    if params.report.algos:  # checked before the benchmarks: a missing comparison stops at once
+        try:
+            algos_lines, algos_image = report.algos_section(root / "out" / "algos", out_dir)
+        except FileNotFoundError as err:
+            raise StageError(str(err)) from None
+    results = report.measure(params, devices)
     images = report.figures(results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir)
+    images += [algos_image] if algos_lines else []
     train = report.load_json(root / "out" / "train.json")
     evaluation = report.load_json(root / "out" / "eval.json")
-    (out_dir / "report.md").write_text(report.markdown(results, train, evaluation, images, decision))
+    (out_dir / "report.md").write_text(report.markdown(results, train, evaluation, images, decision, algos_lines))
     (out_dir / "bench_raw.json").write_text(report.raw_json(results))
     metrics = report.bench_metrics(results)
     bench_path = root / args.bench

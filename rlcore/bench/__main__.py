@@ -9,6 +9,7 @@ from typing import Any
 from rlcore import hardware as hw
 from rlcore import placement
 from rlcore.bench import __doc__ as DOC
+from rlcore.bench.algos import ROWS as ALGO_ROWS
 from rlcore.bench.ppo import compare_ppo, ppo_text
 from rlcore.bench.rounds import MIN_ROUNDS, machine_text, rounds_arg
 from rlcore.bench.tables import (
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         "what",
         choices=[
             *("envs", "vec", "batched", "batched-ppo", "update", "compile", "ppo"),
-            *("workers", "gpu", "seeds", "rsl", "all"),
+            *("workers", "gpu", "seeds", "rsl", "algos", "all"),
         ],
     )
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
@@ -66,6 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     rsl_options.add_argument(
         "--budget-s", type=float, default=60.0, help="rsl: seconds of training per PPO and device (60)"
     )
+    algos_options = parser.add_argument_group("algos")
+    algos_options.add_argument(
+        "--minutes", type=float, default=10.0, help="algos: minutes of training per algorithm and seed (10)"
+    )
+    algos_options.add_argument(
+        "--algos", nargs="+", default=None, help="algos: rows to run (default all: " + ", ".join(ALGO_ROWS) + ")"
+    )
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
@@ -79,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "rsl":
         run_rsl(args, params)
+        return
+    if args.what == "algos":
+        run_algos(args, params)
         return
     if args.what in ("envs", "all"):
         table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
@@ -165,6 +176,29 @@ def run_rsl(args: argparse.Namespace, params: Params) -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=lambda o: o.to_dict()) + "\n")
     print(f"wrote {out}")
+
+
+def run_algos(args: argparse.Namespace, params: Params) -> None:
+    """`bench algos`: each algorithm for --minutes on the same PyBullet env (rlcore.bench.algos)."""
+    from rlcore import runs
+    from rlcore.bench import algos
+
+    unknown = [a for a in args.algos or [] if a not in algos.ROWS]
+    if unknown:
+        raise SystemExit(f"error: --algos {unknown[0]!r}: one of {', '.join(repr(r) for r in algos.ROWS)}")
+    if args.minutes <= 0:
+        raise SystemExit(f"error: --minutes {args.minutes:g}: must be positive")
+    root = Path.cwd()
+    try:
+        decision = runs.read_hardware(root / "out" / "hardware.json")
+        targets = runs.load_targets(params, root)
+    except Exception as err:  # SetupError, TargetCacheError: say what to run
+        raise SystemExit(f"error: {err}") from None
+    result = algos.run(params, targets, decision, args.minutes, args.seeds or 1, labels=args.algos)
+    for line in algos.text(result):
+        print(line)
+    for path in algos.write(result, root / "out" / "algos"):
+        print(f"wrote {path.relative_to(root)}")
 
 
 def run_gpu(args: argparse.Namespace, params: Params) -> None:

@@ -79,6 +79,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.history: list[dict[str, float]] = []
         self.stop_requested = False  # set from a signal handler: stop at the next update boundary
+        self.finish_requested = False  # a caller's time limit: finish after this update, as at total_steps
         self.env_resumed = False  # load_state_dict restored the env's episodes (batched twin)
         # torch.compile per train.compile: the twin's step (where the env has one) and the policy forward
         self.compile_notes = [env.compile(self.cfg.compile)] if hasattr(env, "compile") else []
@@ -178,6 +179,8 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 raise KeyboardInterrupt
+            if self.finish_requested:
+                break
         if bar is not None:
             bar.close()
         if self.checkpoint_dir:
