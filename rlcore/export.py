@@ -146,7 +146,8 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
             raise ValueError(f"export.exporter = {method!r}: use auto, dynamo or torchscript")
     quiet.setLevel(level)
     model = onnx.load(str(path))
-    for key, value in {**metadata(chain, control_hz, bundle.get("algo", "rlcore")), "rlcore.exporter": method}.items():
+    extra = {"rlcore.exporter": method, "rlcore.policy_kind": bundle.get("kind", "gaussian")}
+    for key, value in {**metadata(chain, control_hz, bundle.get("algo", "rlcore")), **extra}.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)

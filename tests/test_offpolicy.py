@@ -70,6 +70,35 @@ def test_bad_combinations_stop_with_one_line(sets, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_format_1_policy_files_still_load(tmp_path):
+    """A PPO policy file written before format 2 (no `kind`) loads and acts as the same actor."""
+    from rlcore.policy_file import load_policy
+    from rlcore.ppo.policy import ActorCritic, RunningNorm
+
+    model, norm = ActorCritic(27, 6, [16], [16]), RunningNorm(27)
+    with torch.no_grad():
+        model.actor[-1].weight.normal_(0, 1.0)
+    norm.update(torch.randn(64, 27) * 3 + 1)
+    old = {
+        "format": 1,
+        "algo": "rlcore",
+        "obs_dim": 27,
+        "act_dim": 6,
+        "model": model.state_dict(),
+        "norm": {k: v for k, v in norm.state_dict().items() if isinstance(v, torch.Tensor)},
+        "params": Params().model_dump(),
+    }
+    old["params"]["train"].update(actor_hidden=[16], critic_hidden=[16])
+    torch.save(old, tmp_path / "policy.pt")
+    policy, bundle = load_policy(str(tmp_path / "policy.pt"))
+    obs = torch.randn(32, 27) * 3
+    assert policy.kind == "gaussian" and bundle["format"] == 1
+    assert torch.allclose(policy(obs), model.actor(norm(obs)).clamp(-1, 1))
+    torch.save({"format": 7}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="not an rlcore policy file"):
+        load_policy(str(tmp_path / "future.pt"))
+
+
 def _small(small_params: Params, algo: str) -> Params:
     train = small_params.train.model_copy(
         update={
@@ -113,6 +142,10 @@ def test_policy_file_acts_as_sb3_predict_deterministic(algo, small_params, small
     onnx_path = tmp_path / f"{algo}.onnx"
     export.export_onnx(bundle, read_chain(params.robot.urdf, params.robot.ee_link), 30, onnx_path, "torchscript")
     assert export.parity(bundle, onnx_path, obs)["max_abs_action"] < 1e-4
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert (meta["rlcore.algo"], meta["rlcore.policy_kind"]) == (algo, bundle["kind"])
     venv.close()
 
 
@@ -146,3 +179,58 @@ def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tmp_path):
     assert run.data.tags["algo"] == algo
     evaluation = stage("evaluate", root, "--episodes", "2").stdout
     assert f"{algo} policy" in evaluation
+
+
+LEARNING = {  # a few minutes' CPU each: small networks, many updates per env step, easy targets only
+    "sb3_sac": [
+        "train.total_steps=45000",
+        "train.sac.n_envs=8",
+        "train.sac.hidden=[64,64]",
+        "train.sac.learning_rate=0.003",
+        "train.sac.learning_starts=1000",
+        "train.sac.gradient_steps=2",
+    ],
+    "sb3_dqn": [
+        "train.total_steps=60000",
+        "train.dqn.n_envs=8",
+        "train.dqn.hidden=[64,64]",
+        "train.dqn.action_scale=0.3",
+        "train.dqn.learning_starts=1000",
+        "train.dqn.gradient_steps=1",
+        "train.dqn.exploration_fraction=0.3",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def easy_workspace(tmp_path_factory):
+    params = {
+        **TINY_PARAMS,
+        "targets": {"n": 3000},
+        "env": {"backend": "bullet", "curriculum": {"start_level": 0, "max_level": 0}},
+    }
+    root = copy_repo(tmp_path_factory.mktemp("easy"), params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", LEARNING)
+def test_learning_on_easy_targets(algo, easy_workspace):
+    """Really trains SAC or DQN (PyBullet, easy targets only) and checks held-out success at the
+    PPO learning test's bar: >= 80% within 5 cm and >= 60% within 2 cm."""
+    from rlcore import runs
+    from rlcore.evaluation import evaluate
+    from rlcore.targets import TargetCache
+
+    params = load_params(easy_workspace / "params.yaml", [f"train.algo={algo}", *LEARNING[algo]])
+    params, res = runs.resolve(params, runs.read_hardware(easy_workspace / "out" / "hardware.json"))
+    runs.cpu_threads(params)
+    targets = runs.load_targets(params, easy_workspace)
+    _, bundle = runs.train(params, res, targets, None, lambda *_: None, lambda row: None, progress=False)
+    cache = TargetCache.load(easy_workspace / "data" / "targets.npz", params)
+    cache.heldout &= cache.level == 0  # held-out targets of the trained level
+    metrics, _ = evaluate(policy_from_bundle(bundle), params, cache, 60)
+    assert metrics["success_rate_5cm"] >= 0.8, metrics
+    assert metrics["success_rate"] >= 0.6, metrics
