@@ -231,3 +231,11 @@ def mini_checkout(root: Path, sections: dict, decision: dict | None = None) -> P
         (root / "out").mkdir(exist_ok=True)
         (root / "out" / "hardware.json").write_text(json.dumps({"decision": decision}))
     return root
+
+
+def ready_workspace(dest: Path, params: dict | None = None) -> Path:
+    """copy_repo (no git) with the targets and hardware stages run: ready for `train`."""
+    root = copy_repo(dest, params, git=False)
+    stage("targets", root)
+    stage("hardware", root)
+    return root

@@ -9,15 +9,12 @@ import pytest
 
 from rlcore.bench import algos
 from rlcore.config import apply_overrides, validate
-from tests.helpers import TINY_PARAMS, copy_repo, stage
+from tests.helpers import TINY_PARAMS, copy_repo, ready_workspace, stage
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = copy_repo(tmp_path_factory.mktemp("algos"), TINY_PARAMS, git=False)
-    stage("targets", root)
-    stage("hardware", root)
-    return root
+    return ready_workspace(tmp_path_factory.mktemp("algos"), TINY_PARAMS)
 
 
 def test_every_algorithm_gets_the_same_minutes_and_a_scored_curve(workspace):

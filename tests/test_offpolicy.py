@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from rlcore.config import ConfigError, Params, load_params
 from rlcore.offpolicy import DiscreteActions, action_table, make_model, to_bundle
 from rlcore.policy_file import policy_from_bundle
-from tests.helpers import ROOT, TINY_PARAMS, copy_repo, stage
+from tests.helpers import ROOT, TINY_PARAMS, ready_workspace, stage
 
 
 def test_single_joint_table_moves_one_joint_or_none():
@@ -149,18 +149,22 @@ def test_policy_file_acts_as_sb3_predict_deterministic(algo, small_params, small
     venv.close()
 
 
+@pytest.fixture(scope="module")
+def tiny_workspace(tmp_path_factory):
+    return ready_workspace(tmp_path_factory.mktemp("tiny"), TINY_PARAMS)
+
+
 @pytest.mark.parametrize(
     "algo, own", [("sb3_sac", {"q_loss", "ent_coef", "policy_loss"}), ("sb3_dqn", {"q_loss", "exploration_rate"})]
 )
-def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tmp_path):
-    root = copy_repo(tmp_path, TINY_PARAMS, git=False)
-    stage("targets", root)
-    stage("hardware", root)
+def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tiny_workspace):
+    root = tiny_workspace
     section = "sac" if algo == "sb3_sac" else "dqn"
     sets = [
         "env.backend=bullet",
         f"train.algo={algo}",
         "train.n_envs=4",
+        "train.vec_env=dummy",
         "train.total_steps=3000",
         "train.log_every_steps=500",
         f"train.{section}.learning_starts=500",
@@ -172,7 +176,7 @@ def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tmp_path):
     assert (result["algo"], result["steps"], result["n_envs"]) == (algo, 3000, 4)
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     client = mlflow.MlflowClient()
-    [run] = client.search_runs([client.get_experiment_by_name("rlcore").experiment_id])
+    [run] = client.search_runs([client.get_experiment_by_name("rlcore").experiment_id], f"tags.algo = '{algo}'")
     assert own | {"success_rate", "fps", "learning_rate", "episode_return"} <= set(run.data.metrics)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "fps")]
     assert steps == list(range(500, 3001, 500))  # one row per log_every_steps, not per SB3 rollout
@@ -209,10 +213,7 @@ def easy_workspace(tmp_path_factory):
         "targets": {"n": 3000},
         "env": {"backend": "bullet", "curriculum": {"start_level": 0, "max_level": 0}},
     }
-    root = copy_repo(tmp_path_factory.mktemp("easy"), params, git=False)
-    stage("targets", root)
-    stage("hardware", root)
-    return root
+    return ready_workspace(tmp_path_factory.mktemp("easy"), params)
 
 
 @pytest.mark.slow
