@@ -153,6 +153,7 @@ class DqnConfig(Section):
     train_freq: int = Field(1, ge=1)
     gradient_steps: int = Field(4, ge=1)
     exploration_fraction: float = Field(0.2, gt=0.0, le=1.0)  # share of total_steps over which epsilon falls
+    exploration_steps: int | None = Field(None, ge=1)  # env steps instead (over total_steps: all of them)
     exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0)
     exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0)
 

@@ -109,6 +109,14 @@ def replay_buffer_mb(params: Params) -> float:
     return size * per_step / 2**20
 
 
+def exploration_fraction(params: Params) -> float:
+    """DQN's epsilon schedule as SB3's share of total_steps (train.dqn.exploration_steps wins)."""
+    d = params.train.dqn
+    if d.exploration_steps is None:
+        return d.exploration_fraction
+    return min(1.0, d.exploration_steps / params.train.total_steps)
+
+
 def make_model(params: Params, venv: VecEnv, device: str = "cpu", seed: int | None = None) -> SAC | DQN:
     """SB3's SAC or DQN configured from `train.sac` / `train.dqn` (gamma from train.gamma)."""
     t = params.train
@@ -147,7 +155,7 @@ def make_model(params: Params, venv: VecEnv, device: str = "cpu", seed: int | No
             train_freq=d.train_freq,
             gradient_steps=d.gradient_steps,
             target_update_interval=d.target_update_interval,
-            exploration_fraction=d.exploration_fraction,
+            exploration_fraction=exploration_fraction(params),
             exploration_initial_eps=d.exploration_initial_eps,
             exploration_final_eps=d.exploration_final_eps,
             policy_kwargs={"net_arch": d.hidden, "activation_fn": ACTIVATIONS[d.activation]},

@@ -66,3 +66,10 @@ def test_row_params_set_backend_and_algorithm_only():
     p = algos.row_params(base, "SB3 SAC", 1)
     assert (p.env.backend, p.train.algo, p.seed, p.train.learning_rate) == ("bullet", "sb3_sac", 1, 0.002)
     assert algos.row_params(base, "rlcore PPO, twin", 0).env.backend == "batched"
+    from rlcore.offpolicy import exploration_fraction
+
+    dqn = algos.row_params(base, "SB3 DQN", 0)  # no step limit: epsilon falls over fixed steps
+    fraction = base.train.dqn.exploration_fraction
+    assert dqn.train.dqn.exploration_steps == round(fraction * algos.EXPLORATION_BASE_STEPS)
+    assert exploration_fraction(dqn) * dqn.train.total_steps == pytest.approx(dqn.train.dqn.exploration_steps)
+    assert exploration_fraction(base) == fraction  # exploration_steps unset: the fraction of total_steps

@@ -27,6 +27,9 @@ ROWS: dict[str, list[str]] = {
     "rlcore PPO, twin": ["env.backend=batched", "train.algo=rlcore"],
 }
 LOG_EVERY_STEPS = 1000
+# DQN's epsilon falls over exploration_fraction of total_steps; with no step limit here, of this
+# many steps: the budget of the sweep that chose the default fraction (docs/benchmarks.md)
+EXPLORATION_BASE_STEPS = 60_000
 TIME_POINTS = 10  # copies on the time grid per run
 STEP_GROWTH = 1.5  # and one each time the step count grows by this factor
 
@@ -36,6 +39,9 @@ def row_params(params: Params, label: str, seed: int) -> Params:
     sets = [*ROWS[label], f"seed={params.seed + seed}", f"train.total_steps={1 << 40}"]
     # off-policy runs report (and can stop) once per train.log_every_steps: at most 1,000 here
     sets.append(f"train.log_every_steps={min(params.train.log_every_steps, LOG_EVERY_STEPS)}")
+    dqn = params.train.dqn
+    if label == "SB3 DQN" and dqn.exploration_steps is None:  # no step limit: epsilon's fall in steps
+        sets.append(f"train.dqn.exploration_steps={round(dqn.exploration_fraction * EXPLORATION_BASE_STEPS)}")
     return validate(apply_overrides(params.model_dump(), sets), source=f"bench algos, {label}")
 
 
@@ -164,6 +170,7 @@ def figure(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (by_time, by_steps) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for label, seed_runs in results["rows"].items():
@@ -174,6 +181,10 @@ def figure(results: dict[str, Any], path: Path) -> None:
                         color=f"C{list(results['rows']).index(label)}", label=label if i == 0 else None)  # fmt: skip
     by_time.set(xlabel="training time (min)", ylabel="held-out success (twin, accurate physics)")
     by_steps.set(xlabel="env steps", xscale="log")
+    by_time.set_ylim(0.0, 1.02)
+    by_time.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    for ax in (by_time, by_steps):
+        ax.grid(alpha=0.3)
     by_time.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{results['minutes']:g} min per algorithm on this machine, {results['seeds']} seed(s)")
     fig.tight_layout()
