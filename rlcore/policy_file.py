@@ -105,11 +105,12 @@ def make_bundle(
         "algo": algo,
         "obs_dim": obs_dim,
         "act_dim": act_dim,
-        "model": {k: v.detach().cpu() for k, v in head_state.items()},
+        # copies, never views of the live weights: a bundle taken while training keeps its values
+        "model": {k: v.detach().cpu().clone() for k, v in head_state.items()},
         # the normaliser's tensors (mean, var, count); its exact host count matters to training only
         "norm": None
         if norm is None
-        else {k: v.detach().cpu() for k, v in norm.state_dict().items() if isinstance(v, torch.Tensor)},
+        else {k: v.detach().cpu().clone() for k, v in norm.state_dict().items() if isinstance(v, torch.Tensor)},
         "params": params_dict,
         **extra,
     }

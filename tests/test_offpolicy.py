@@ -94,6 +94,14 @@ def test_format_1_policy_files_still_load(tmp_path):
     obs = torch.randn(32, 27) * 3
     assert policy.kind == "gaussian" and bundle["format"] == 1
     assert torch.allclose(policy(obs), model.actor(norm(obs)).clamp(-1, 1))
+    from rlcore.policy_file import gaussian_bundle
+
+    bundle = gaussian_bundle(model, norm, old["params"], "rlcore", 27, 6)
+    before = policy_from_bundle(bundle)(obs)
+    with torch.no_grad():  # training goes on after a copy is taken (bench algos): the copy keeps its values
+        model.actor[-1].weight.add_(1.0)
+        norm.mean.add_(1.0)
+    assert torch.equal(policy_from_bundle(bundle)(obs), before)
     torch.save({"format": 7}, tmp_path / "future.pt")
     with pytest.raises(ValueError, match="not an rlcore policy file"):
         load_policy(str(tmp_path / "future.pt"))
