@@ -182,8 +182,8 @@ def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tiny_works
     assert f"VRAM check skipped for {algo}" in out and "replay buffer" in out
     result = json.loads((root / "out" / "train.json").read_text())
     assert (result["algo"], result["steps"], result["n_envs"]) == (algo, 3000, 4)
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
+    # a client of its own: mlflow.set_tracking_uri would point this worker's later tests here
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("rlcore").experiment_id], f"tags.algo = '{algo}'")
     assert own | {"success_rate", "fps", "learning_rate", "episode_return"} <= set(run.data.metrics)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "fps")]
