@@ -153,14 +153,33 @@ def to_bundle(model: SB3PPO, venv: VecNormalize | None, params: Params) -> dict[
         for p in ("weight", "bias"):
             mapped[f"{net}.{2 * n_hidden}.{p}"] = sd[f"{head}.{p}"]
     ours.load_state_dict(mapped)
-    norm = None
-    if venv is not None:
-        norm = RunningNorm(obs_dim, clip=venv.clip_obs, eps=venv.epsilon)
-        norm.mean.copy_(torch.as_tensor(venv.obs_rms.mean, dtype=torch.float32))
-        norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
-        norm.count.fill_(float(venv.obs_rms.count))
-        norm.set_extra_state({"host_count": float(venv.obs_rms.count)})
-    return gaussian_bundle(ours, norm, params.model_dump(), "sb3", obs_dim, act_dim)
+    return gaussian_bundle(ours, norm_from_vecnormalize(venv, obs_dim), params.model_dump(), "sb3", obs_dim, act_dim)
+
+
+def norm_from_vecnormalize(venv: VecNormalize | None, obs_dim: int) -> RunningNorm | None:
+    """VecNormalize's observation statistics as rlcore's normaliser (None without one)."""
+    if venv is None:
+        return None
+    norm = RunningNorm(obs_dim, clip=venv.clip_obs, eps=venv.epsilon)
+    norm.mean.copy_(torch.as_tensor(venv.obs_rms.mean, dtype=torch.float32))
+    norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
+    norm.count.fill_(float(venv.obs_rms.count))
+    norm.set_extra_state({"host_count": float(venv.obs_rms.count)})
+    return norm
+
+
+def run_summary(model: Any, wall: float, recorder: Any, curriculum: Curriculum) -> dict[str, Any]:
+    """An SB3 run's summary, in the shape rlcore.runs.train_rlcore returns."""
+    return {
+        "steps": model.num_timesteps,
+        "wall_s": wall,
+        "fps": model.num_timesteps / wall,
+        "success_rate": recorder.last["success_rate"],
+        "episode_return": recorder.last["episode_return"],
+        "curriculum_level": curriculum.level,
+        "iterations": len(recorder.history),
+        "history": recorder.history,
+    }
 
 
 def train_sb3(
@@ -205,14 +224,4 @@ def train_sb3(
         bundle = holder.policy()
     finally:
         venv.close()
-    summary = {
-        "steps": model.num_timesteps,
-        "wall_s": wall,
-        "fps": model.num_timesteps / wall,
-        "success_rate": recorder.last["success_rate"],
-        "episode_return": recorder.last["episode_return"],
-        "curriculum_level": curriculum.level,
-        "iterations": len(recorder.history),
-        "history": recorder.history,
-    }
-    return summary, bundle
+    return run_summary(model, wall, recorder, curriculum), bundle

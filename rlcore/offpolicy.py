@@ -29,10 +29,11 @@ from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
+from rlcore.baseline import norm_from_vecnormalize, run_summary
 from rlcore.config import Params
 from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.policy_file import make_bundle
-from rlcore.ppo.policy import ACTIVATIONS, RunningNorm
+from rlcore.ppo.policy import ACTIVATIONS
 from rlcore.targets import Curriculum, TargetCache
 
 METRICS = {
@@ -117,6 +118,24 @@ def exploration_fraction(params: Params) -> float:
     return min(1.0, d.exploration_steps / params.train.total_steps)
 
 
+def _shared_kwargs(section: Any, gamma: float, device: str, seed: int) -> dict[str, Any]:
+    """The SB3 arguments SAC and DQN take alike, from `train.sac` or `train.dqn`."""
+    return {
+        "learning_rate": section.learning_rate,
+        "buffer_size": section.buffer_size,
+        "learning_starts": section.learning_starts,
+        "batch_size": section.batch_size,
+        "tau": section.tau,
+        "gamma": gamma,
+        "train_freq": section.train_freq,
+        "gradient_steps": section.gradient_steps,
+        "policy_kwargs": {"net_arch": section.hidden, "activation_fn": ACTIVATIONS[section.activation]},
+        "device": device,
+        "seed": seed,
+        "verbose": 0,
+    }
+
+
 def make_model(params: Params, venv: VecEnv, device: str = "cpu", seed: int | None = None) -> SAC | DQN:
     """SB3's SAC or DQN configured from `train.sac` / `train.dqn` (gamma from train.gamma)."""
     t = params.train
@@ -124,62 +143,25 @@ def make_model(params: Params, venv: VecEnv, device: str = "cpu", seed: int | No
     if t.algo == "sb3_sac":
         s = t.sac
         ent = s.ent_coef if isinstance(s.ent_coef, str) and s.ent_coef.startswith("auto") else float(s.ent_coef)
-        return SAC(
-            "MlpPolicy",
-            venv,
-            learning_rate=s.learning_rate,
-            buffer_size=s.buffer_size,
-            learning_starts=s.learning_starts,
-            batch_size=s.batch_size,
-            tau=s.tau,
-            gamma=t.gamma,
-            train_freq=s.train_freq,
-            gradient_steps=s.gradient_steps,
-            ent_coef=ent,
-            policy_kwargs={"net_arch": s.hidden, "activation_fn": ACTIVATIONS[s.activation]},
-            device=device,
-            seed=seed,
-            verbose=0,
-        )
+        return SAC("MlpPolicy", venv, ent_coef=ent, **_shared_kwargs(s, t.gamma, device, seed))
     if t.algo == "sb3_dqn":
         d = t.dqn
         return DQN(
             "MlpPolicy",
             venv,
-            learning_rate=d.learning_rate,
-            buffer_size=d.buffer_size,
-            learning_starts=d.learning_starts,
-            batch_size=d.batch_size,
-            tau=d.tau,
-            gamma=t.gamma,
-            train_freq=d.train_freq,
-            gradient_steps=d.gradient_steps,
             target_update_interval=d.target_update_interval,
             exploration_fraction=exploration_fraction(params),
             exploration_initial_eps=d.exploration_initial_eps,
             exploration_final_eps=d.exploration_final_eps,
-            policy_kwargs={"net_arch": d.hidden, "activation_fn": ACTIVATIONS[d.activation]},
-            device=device,
-            seed=seed,
-            verbose=0,
+            **_shared_kwargs(d, t.gamma, device, seed),
         )
     raise ValueError(f"train.algo = {t.algo!r} is not an off-policy algorithm (sb3_sac, sb3_dqn)")
-
-
-def _norm_of(venv: VecNormalize | None, obs_dim: int) -> RunningNorm | None:
-    if venv is None:
-        return None
-    norm = RunningNorm(obs_dim, clip=venv.clip_obs, eps=venv.epsilon)
-    norm.mean.copy_(torch.as_tensor(venv.obs_rms.mean, dtype=torch.float32))
-    norm.var.copy_(torch.as_tensor(venv.obs_rms.var, dtype=torch.float32))
-    norm.count.fill_(float(venv.obs_rms.count))
-    return norm
 
 
 def to_bundle(model: SAC | DQN, venv: VecNormalize | None, params: Params) -> dict[str, Any]:
     """SB3's SAC actor or DQN Q-network (and VecNormalize statistics) as rlcore's policy file."""
     obs_dim = model.observation_space.shape[0]
-    norm = _norm_of(venv, obs_dim)
+    norm = norm_from_vecnormalize(venv, obs_dim)
     if isinstance(model, SAC):
         s = params.train.sac
         actor = model.policy.actor
@@ -336,14 +318,4 @@ def train_offpolicy(
         bundle = run.policy()
     finally:
         venv.close()
-    summary = {
-        "steps": model.num_timesteps,
-        "wall_s": wall,
-        "fps": model.num_timesteps / wall,
-        "success_rate": recorder.last["success_rate"],
-        "episode_return": recorder.last["episode_return"],
-        "curriculum_level": curriculum.level,
-        "iterations": len(recorder.history),
-        "history": recorder.history,
-    }
-    return summary, bundle
+    return run_summary(model, wall, recorder, curriculum), bundle
