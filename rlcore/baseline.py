@@ -63,6 +63,38 @@ def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None =
     )
 
 
+class EpisodeTally:
+    """Returns and success flags of the episodes that end in a vec env's steps, summed per env
+    until each ends; `summary()` gives their mean success and return since the last call."""
+
+    def __init__(self) -> None:
+        self.returns: np.ndarray | None = None
+        self.ended: list[tuple[bool, float]] = []
+
+    def add(self, rewards: np.ndarray, dones: np.ndarray, infos: list[dict]) -> list[bool]:
+        """Add one vec-env step; returns the success flags of the episodes it ended."""
+        if self.returns is None:
+            self.returns = np.zeros(len(rewards))
+        self.returns += rewards
+        flags = []
+        for i in np.flatnonzero(dones):
+            flags.append(bool(infos[i]["is_success"]))
+            self.ended.append((flags[-1], float(self.returns[i])))
+            self.returns[i] = 0.0
+        return flags
+
+    def summary(self) -> dict[str, float] | None:
+        """success_rate and episode_return over the episodes ended since the last call (None if none)."""
+        if not self.ended:
+            return None
+        out = {
+            "success_rate": float(np.mean([s for s, _ in self.ended])),
+            "episode_return": float(np.mean([r for _, r in self.ended])),
+        }
+        self.ended = []
+        return out
+
+
 class _Recorder(BaseCallback):
     """Per-rollout metrics under rlcore's names."""
 
@@ -79,8 +111,7 @@ class _Recorder(BaseCallback):
         self.curriculum = curriculum
         self.on_iteration = on_iteration
         self.history: list[dict[str, float]] = []
-        self.returns: np.ndarray | None = None
-        self.ended: list[tuple[bool, float]] = []
+        self.episodes = EpisodeTally()
         self.start = time.perf_counter()
         self.t_rollout = self.start
         self.rollout_s = 0.0
@@ -97,14 +128,12 @@ class _Recorder(BaseCallback):
             update_s = now - self.t_rollout_end
             values = self.model.logger.name_to_value
             row = {ours: float(values[k]) for k, ours in SB3_METRICS.items() if k in values}
-            if self.ended:
-                self.last = {
-                    "success_rate": float(np.mean([s for s, _ in self.ended])),
-                    "episode_return": float(np.mean([r for _, r in self.ended])),
-                }
-                if self.curriculum.update([s for s, _ in self.ended]):
+            ended = self.episodes.ended
+            summary = self.episodes.summary()
+            if summary is not None:
+                self.last = summary
+                if self.curriculum.update([s for s, _ in ended]):
                     self.training_env.env_method("set_level", self.curriculum.level)
-                self.ended = []
             elapsed = now - self.start
             row.update(
                 self.last,
@@ -128,13 +157,7 @@ class _Recorder(BaseCallback):
             self.bar.update(self.num_timesteps - self.bar.n)  # redraws at most once per mininterval
 
     def _on_step(self) -> bool:
-        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
-        if self.returns is None:
-            self.returns = np.zeros(len(rewards))
-        self.returns += rewards
-        for i in np.flatnonzero(dones):
-            self.ended.append((bool(infos[i]["is_success"]), float(self.returns[i])))
-            self.returns[i] = 0.0
+        self.episodes.add(self.locals["rewards"], self.locals["dones"], self.locals["infos"])
         return not getattr(self.holder, "finish_requested", False)
 
 

@@ -29,7 +29,7 @@ from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
-from rlcore.baseline import norm_from_vecnormalize, run_summary
+from rlcore.baseline import EpisodeTally, norm_from_vecnormalize, run_summary
 from rlcore.config import Params
 from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.policy_file import make_bundle
@@ -208,22 +208,14 @@ class _Recorder(BaseCallback):
             on_iteration, every, curriculum, holder, bar,
         )  # fmt: skip
         self.history: list[dict[str, float]] = []
-        self.returns: np.ndarray | None = None
-        self.ended: list[tuple[bool, float]] = []
+        self.episodes = EpisodeTally()
         self.next_row = every
         self.start = time.perf_counter()
         self.last = {"success_rate": float("nan"), "episode_return": float("nan")}
 
     def _on_step(self) -> bool:
-        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
-        if self.returns is None:
-            self.returns = np.zeros(len(rewards))
-        self.returns += rewards
-        finished = np.flatnonzero(dones)
-        for i in finished:
-            self.ended.append((bool(infos[i]["is_success"]), float(self.returns[i])))
-            self.returns[i] = 0.0
-        if len(finished) and self.curriculum.update([bool(infos[i]["is_success"]) for i in finished]):
+        flags = self.episodes.add(self.locals["rewards"], self.locals["dones"], self.locals["infos"])
+        if flags and self.curriculum.update(flags):
             self.training_env.env_method("set_level", self.curriculum.level)
         if self.num_timesteps >= self.next_row:
             self.next_row += self.every
@@ -232,12 +224,7 @@ class _Recorder(BaseCallback):
 
     def row(self) -> None:
         """Append and send one metrics row (also called once after training)."""
-        if self.ended:
-            self.last = {
-                "success_rate": float(np.mean([s for s, _ in self.ended])),
-                "episode_return": float(np.mean([r for _, r in self.ended])),
-            }
-            self.ended = []
+        self.last = self.episodes.summary() or self.last
         values = self.model.logger.name_to_value
         row = {ours: float(values[k]) for k, ours in self.names.items() if k in values}
         if isinstance(self.model, DQN):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
+from rlcore.baseline import EpisodeTally
 from rlcore.config import ConfigError, Params, load_params
 from rlcore.offpolicy import DiscreteActions, action_table, make_model, to_bundle
 from rlcore.policy_file import policy_from_bundle
@@ -48,6 +49,19 @@ def test_discrete_index_drives_the_documented_joint_command():
     expected = np.zeros((3, 6))
     expected[1, 2], expected[2, 5] = 0.5, -0.5  # index 5 = joint 2 at +scale, 12 = joint 5 at -scale
     assert np.array_equal(inner.sent, expected)
+
+
+def test_episode_tally_sums_returns_per_env_until_each_episode_ends():
+    tally = EpisodeTally()  # the episode bookkeeping of both SB3 recorders
+    no, yes = {"is_success": False}, {"is_success": True}
+    assert tally.add(np.array([1.0, 2.0]), np.array([False, False]), [no, no]) == []
+    assert tally.summary() is None
+    assert tally.add(np.array([1.0, 3.0]), np.array([True, False]), [yes, no]) == [True]
+    assert tally.add(np.array([4.0, 1.0]), np.array([False, True]), [no, no]) == [False]
+    assert tally.summary() == {"success_rate": 0.5, "episode_return": (2.0 + 6.0) / 2}
+    assert tally.summary() is None  # each summary covers the episodes since the last
+    tally.add(np.array([1.0, 1.0]), np.array([True, True]), [no, yes])
+    assert tally.summary() == {"success_rate": 0.5, "episode_return": (5.0 + 1.0) / 2}
 
 
 @pytest.mark.parametrize(
