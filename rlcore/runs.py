@@ -21,7 +21,8 @@ import torch
 
 from rlcore import devices, placement
 from rlcore import hardware as hw
-from rlcore.config import OFF_POLICY, Params
+from rlcore.config import Params
+from rlcore.config_offpolicy import OFF_POLICY
 from rlcore.memory import estimate_memory, fit_to_limit, minibatch_size
 from rlcore.targets import TargetCache
 

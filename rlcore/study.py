@@ -19,7 +19,8 @@ import optuna
 from optuna.trial import TrialState
 
 from rlcore import runs, tracking
-from rlcore.config import OFF_POLICY, Params
+from rlcore.config import Params
+from rlcore.config_offpolicy import OFF_POLICY
 from rlcore.devices import is_out_of_memory
 from rlcore.memory import estimate_memory
 from rlcore.tuning import (

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from rlcore import runs, tracking  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.config import OFF_POLICY  # noqa: E402
+from rlcore.config_offpolicy import OFF_POLICY  # noqa: E402
 from rlcore.ppo.algorithm import NonFiniteLossError  # noqa: E402
 from rlcore.targets import TargetCacheError  # noqa: E402
 
