@@ -3,6 +3,7 @@ baseline exported in rlcore's format, and a learning test that really trains."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -203,18 +204,20 @@ def test_sizes_over_the_vram_limit_stop_or_shrink():
 
 
 def wait_for_first_metrics(root, proc, timeout_s: float = 300) -> None:
-    """Until the training run in `root`'s store has its first metrics (sent every 2 s)."""
-    from mlflow.tracking import MlflowClient
+    """Until the training run in `root`'s store has its first metrics (sent every 2 s). Reads the
+    SQLite file read-only: an MlflowClient would create and migrate the tables itself, racing the
+    stage's own setup of the same new file (on a loaded machine neither finished)."""
+    import sqlite3
 
     deadline = time.time() + timeout_s
+    db = root / "mlflow.db"
     while time.time() < deadline and proc.poll() is None:
-        if (root / "mlflow.db").exists():
+        if db.exists():
             try:
-                client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-                experiment = client.get_experiment_by_name("rlcore")
-                if experiment and any("fps" in r.data.metrics for r in client.search_runs([experiment.experiment_id])):
-                    return
-            except Exception:  # noqa: BLE001 - the store is being written: ask again
+                with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=1)) as con:
+                    if con.execute("SELECT 1 FROM metrics WHERE key = 'fps' LIMIT 1").fetchone():
+                        return
+            except sqlite3.Error:  # no tables yet, or the stage is writing: ask again
                 pass
         time.sleep(0.5)
     raise AssertionError("the train stage logged no metrics")
