@@ -65,7 +65,7 @@ def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None =
 
 class EpisodeTally:
     """Returns and success flags of the episodes that end in a vec env's steps, summed per env
-    until each ends; `summary()` gives their mean success and return since the last call."""
+    until each ends; `take()` hands over those ended since the last call."""
 
     def __init__(self) -> None:
         self.returns: np.ndarray | None = None
@@ -83,16 +83,18 @@ class EpisodeTally:
             self.returns[i] = 0.0
         return flags
 
-    def summary(self) -> dict[str, float] | None:
-        """success_rate and episode_return over the episodes ended since the last call (None if none)."""
-        if not self.ended:
-            return None
-        out = {
-            "success_rate": float(np.mean([s for s, _ in self.ended])),
-            "episode_return": float(np.mean([r for _, r in self.ended])),
-        }
-        self.ended = []
-        return out
+    def take(self) -> list[tuple[bool, float]]:
+        """(success, return) of every episode ended since the last call."""
+        ended, self.ended = self.ended, []
+        return ended
+
+
+def episode_metrics(ended: list[tuple[bool, float]]) -> dict[str, float]:
+    """success_rate and episode_return over ended episodes (EpisodeTally.take)."""
+    return {
+        "success_rate": float(np.mean([s for s, _ in ended])),
+        "episode_return": float(np.mean([r for _, r in ended])),
+    }
 
 
 class _Recorder(BaseCallback):
@@ -128,10 +130,9 @@ class _Recorder(BaseCallback):
             update_s = now - self.t_rollout_end
             values = self.model.logger.name_to_value
             row = {ours: float(values[k]) for k, ours in SB3_METRICS.items() if k in values}
-            ended = self.episodes.ended
-            summary = self.episodes.summary()
-            if summary is not None:
-                self.last = summary
+            ended = self.episodes.take()
+            if ended:
+                self.last = episode_metrics(ended)
                 if self.curriculum.update([s for s, _ in ended]):
                     self.training_env.env_method("set_level", self.curriculum.level)
             elapsed = now - self.start

@@ -29,7 +29,7 @@ from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
-from rlcore.baseline import EpisodeTally, norm_from_vecnormalize, run_summary
+from rlcore.baseline import EpisodeTally, episode_metrics, norm_from_vecnormalize, run_summary
 from rlcore.config import Params
 from rlcore.envs.vec import faster_vec_env, make_vec_env
 from rlcore.policy_file import make_bundle
@@ -224,7 +224,9 @@ class _Recorder(BaseCallback):
 
     def row(self) -> None:
         """Append and send one metrics row (also called once after training)."""
-        self.last = self.episodes.summary() or self.last
+        ended = self.episodes.take()
+        if ended:
+            self.last = episode_metrics(ended)
         values = self.model.logger.name_to_value
         row = {ours: float(values[k]) for k, ours in self.names.items() if k in values}
         if isinstance(self.model, DQN):

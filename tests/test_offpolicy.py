@@ -12,7 +12,7 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlcore.baseline import EpisodeTally
+from rlcore.baseline import EpisodeTally, episode_metrics
 from rlcore.config import ConfigError, Params, load_params
 from rlcore.offpolicy import DiscreteActions, action_table, make_model, to_bundle
 from rlcore.policy_file import policy_from_bundle
@@ -55,13 +55,14 @@ def test_episode_tally_sums_returns_per_env_until_each_episode_ends():
     tally = EpisodeTally()  # the episode bookkeeping of both SB3 recorders
     no, yes = {"is_success": False}, {"is_success": True}
     assert tally.add(np.array([1.0, 2.0]), np.array([False, False]), [no, no]) == []
-    assert tally.summary() is None
+    assert tally.take() == []
     assert tally.add(np.array([1.0, 3.0]), np.array([True, False]), [yes, no]) == [True]
     assert tally.add(np.array([4.0, 1.0]), np.array([False, True]), [no, no]) == [False]
-    assert tally.summary() == {"success_rate": 0.5, "episode_return": (2.0 + 6.0) / 2}
-    assert tally.summary() is None  # each summary covers the episodes since the last
+    ended = tally.take()
+    assert episode_metrics(ended) == {"success_rate": 0.5, "episode_return": (2.0 + 6.0) / 2}
+    assert tally.take() == []  # each take covers the episodes since the last
     tally.add(np.array([1.0, 1.0]), np.array([True, True]), [no, yes])
-    assert tally.summary() == {"success_rate": 0.5, "episode_return": (5.0 + 1.0) / 2}
+    assert episode_metrics(tally.take()) == {"success_rate": 0.5, "episode_return": (5.0 + 1.0) / 2}
 
 
 @pytest.mark.parametrize(

@@ -237,12 +237,11 @@ def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
     assert proc.returncode == 130, out
     state = torch.load(root / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] > 0
-    from mlflow.tracking import MlflowClient
-
     from rlcore import tracking
 
-    tracking.setup(root)
-    assert MlflowClient().get_run(state["extra"]["run_id"]).info.status == "KILLED"
+    # a client bound to this store: mlflow.set_tracking_uri (tracking.setup) would point the
+    # worker's later tests at it
+    assert tracking.client(root).get_run(state["extra"]["run_id"]).info.status == "KILLED"
 
 
 def test_nan_after_a_checkpoint_keeps_it_and_fails_the_run(tmp_path, monkeypatch, capsys):
