@@ -1,5 +1,5 @@
-"""DVC experiments (`dvc exp run --queue`, `--temp`, `--run-all`) in a repo copy with tiny params:
-each experiment runs in its own workspace, logs one MLflow run into the repo's store, and leaves
+"""DVC experiments (`dvc exp run --queue`, then `--run-all -j 2` and `dvc exp apply`; `--temp`) in a
+repo copy with tiny params: each experiment runs in its own workspace, logs one MLflow run into the repo's store, and leaves
 the workspace's outputs alone."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_repo, dvc
+from tests.helpers import copy_repo, dvc, run
 
 pytestmark = pytest.mark.slow  # minutes: whole DAGs in DVC experiments
 
@@ -92,16 +92,25 @@ def check_experiment_runs(repo: Path, before: set[str], names: set[str], seeds: 
         assert steps[0] == train["n_envs"] * 16 and steps[-1] == train["steps"] and len(steps) == len(set(steps))
 
 
-def test_queued_experiments_run_in_parallel_and_leave_the_workspace_alone(repo):
+def test_queued_experiments_run_all_in_parallel_then_apply(repo):
+    """Two queued experiments, `dvc exp run --run-all -j 2` (two writers, one SQLite store: they
+    take turns); then `dvc exp apply` brings one back, naming its MLflow run."""
     before_files, before_runs = snapshot(repo), set(mlflow_runs(repo))
     seeds = {"q-seed3": 3, "q-seed4": 4}
     for name, seed in seeds.items():
         dvc(repo, "exp", "run", "--queue", "-n", name, "-S", f"seed={seed}", "-S", "train.total_steps=8192")
-    dvc(repo, "queue", "start", "-j", "2")  # two writers, one SQLite store: they take turns
+    dvc(repo, "exp", "run", "--run-all", "-j", "2")
     status = wait_for_queue(repo)
     assert status.count("Success") >= 2 and "Failed" not in status, status
     assert snapshot(repo) == before_files
     check_experiment_runs(repo, before_runs, set(seeds), seeds)
+    # apply brings the experiment's outputs, and out/train.json names its MLflow run
+    run_id = next(r.info.run_id for r in mlflow_runs(repo).values() if r.data.tags.get("dvc_exp_name") == "q-seed4")
+    dvc(repo, "exp", "apply", "q-seed4")
+    assert json.loads((repo / "out/train.json").read_text())["run_id"] == run_id
+    assert "seed: 4" in (repo / "params.yaml").read_text()
+    assert (repo / "models/policy.pt").is_file()
+    run(["git", "checkout", "--", "params.yaml"], repo, check=False)
 
 
 def test_temp_experiment_and_documented_special_values(repo):

@@ -35,4 +35,7 @@ def test_mlp_flops_by_hand():
 
 def test_matmul_peak_is_a_measured_rate():
     small, large = matmul_gflops(torch.device("cpu"), 64, 0.05), matmul_gflops(torch.device("cpu"), 512, 0.1)
-    assert 0.1 < small and 0.1 < large < 1e5  # GFLOP/s of a real CPU, not a constant
+    # GFLOP/s of a real CPU, not a constant. The 64 x 64 product is a few microseconds' work, so a
+    # loaded machine that deschedules the test for a moment can cut it 100-fold (0.05 GFLOP/s seen
+    # beside a training run): its bound is loose, the 512 x 512 one's is not.
+    assert 1e-3 < small < 1e5 and 0.1 < large < 1e5
