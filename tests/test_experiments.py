@@ -1,6 +1,6 @@
 """DVC experiments (`dvc exp run --queue`, then `--run-all -j 2` and `dvc exp apply`; `--temp`) in a
-repo copy with tiny params: each experiment runs in its own workspace, logs one MLflow run into the repo's store, and leaves
-the workspace's outputs alone."""
+repo copy with tiny params: each experiment runs in its own workspace, logs one MLflow run into the
+repo's store, and leaves the workspace's outputs alone."""
 
 from __future__ import annotations
 
