@@ -55,19 +55,15 @@ def wait_for_queue(repo: Path, timeout: float = 900) -> str:
     raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
 
 
-def baseline_repo(tmp_path_factory) -> Path:
-    """A repo copy with the pipeline run once (the experiments' baseline)."""
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A repo copy with the pipeline run once (the experiments' baseline), shared by this module."""
     root = copy_repo(tmp_path_factory.mktemp("experiments"))
     dvc(root, "repro")
     # a checkpoint in the workspace that no experiment may resume from or touch
     (root / "checkpoints").mkdir(exist_ok=True)
     (root / "checkpoints" / "last.pt").write_bytes(b"the workspace's own checkpoint")
     return root
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return baseline_repo(tmp_path_factory)
 
 
 def check_experiment_runs(repo: Path, before: set[str], names: set[str], seeds: dict[str, int]) -> None:
@@ -110,7 +106,7 @@ def test_queued_experiments_run_all_in_parallel_then_apply(repo):
     assert json.loads((repo / "out/train.json").read_text())["run_id"] == run_id
     assert "seed: 4" in (repo / "params.yaml").read_text()
     assert (repo / "models/policy.pt").is_file()
-    run(["git", "checkout", "--", "params.yaml"], repo, check=False)
+    run(["git", "checkout", "--", "params.yaml"], repo, check=False)  # the baseline's params for the next test
 
 
 def test_temp_experiment_and_documented_special_values(repo):
