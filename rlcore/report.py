@@ -19,12 +19,15 @@ from rlcore.config import Params  # noqa: E402
 def measure(params: Params, devices: list[str]) -> dict[str, Any]:
     """The benchmarks, each in `report.rounds` alternating rounds (rlcore.bench)."""
     r = params.report
-    return {
-        "env": bench.env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
-        "batched": bench.batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
-        "update": bench.update_table(params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds),
-        "ppo": bench.compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
+    runs = {
+        "env": lambda: bench.env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
+        "batched": lambda: bench.batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
+        "update": lambda: bench.update_table(
+            params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds
+        ),
+        "ppo": lambda: bench.compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
     }
+    return {name: run() for name, run in runs.items() if name in r.benchmarks}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -34,46 +37,33 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path) -> list[str]:
-    """PNG figures; returns their file names."""
+def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path, engine: str) -> list[str]:
+    """PNG figures of the benchmarks that ran, the training curve and the evaluation; returns their
+    file names. `engine` names the physics engine of the evaluation ("PyBullet", "MuJoCo")."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
-    engine = results["env"]["machine"].get("engine", "PyBullet")  # of the env table and the evaluation
+    if "env" in results:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for kind in ("dummy", "subproc"):
+            _throughput_line(ax, [r for r in results["env"]["rows"] if r["kind"] == kind], f"SB3 {kind}")
+        single = next(r["fps"] for r in results["env"]["rows"] if r["kind"] == "single")
+        ax.axhline(single, color="gray", ls="--", label="single env")
+        ax.set(
+            xlabel="n_envs", ylabel="env steps/s", title=f"{engine} env throughput", xscale="log", xticks=[1, 2, 4, 8]
+        )
+        ax.legend()
+        names.append(_save(fig, out_dir, "env_throughput.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for kind in ("dummy", "subproc"):
-        _throughput_line(ax, [r for r in results["env"]["rows"] if r["kind"] == kind], f"SB3 {kind}")
-    single = next(r["fps"] for r in results["env"]["rows"] if r["kind"] == "single")
-    ax.axhline(single, color="gray", ls="--", label="single env")
-    ax.set(xlabel="n_envs", ylabel="env steps/s", title=f"{engine} env throughput", xscale="log", xticks=[1, 2, 4, 8])
-    ax.legend()
-    names.append(_save(fig, out_dir, "env_throughput.png"))
+    if "batched" in results:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for device in sorted({r["device"] for r in results["batched"]["rows"]}):
+            _throughput_line(ax, [r for r in results["batched"]["rows"] if r["device"] == device], device)
+        ax.set(xlabel="n_envs", ylabel="env steps/s", title="Batched twin throughput", xscale="log", yscale="log")
+        ax.legend()
+        names.append(_save(fig, out_dir, "batched_throughput.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for device in sorted({r["device"] for r in results["batched"]["rows"]}):
-        _throughput_line(ax, [r for r in results["batched"]["rows"] if r["device"] == device], device)
-    ax.set(xlabel="n_envs", ylabel="env steps/s", title="Batched twin throughput", xscale="log", yscale="log")
-    ax.legend()
-    names.append(_save(fig, out_dir, "batched_throughput.png"))
-
-    ppo = results["ppo"]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
-    axes[0].bar(
-        ["rlcore", f"SB3 ({ppo['sb3_vec_env']})"],
-        [ppo["fps_rlcore"], ppo["fps_sb3"]],
-        yerr=_error_bars(
-            [{"fps": ppo["fps_rlcore"], "spread": ppo["rlcore"]}, {"fps": ppo["fps_sb3"], "spread": ppo["sb3"]}]
-        ),
-        capsize=4,
-        color=["C0", "C1"],
-    )
-    axes[0].set(ylabel="steps/s", title=f"PPO end to end ({ppo['ratio_rlcore_vs_sb3']:.2f}x)")
-    split = ppo["time_split_per_step"]
-    axes[1].bar(
-        ["env", "inference", "update"], [split["env_s"] * 1e3, split["inference_s"] * 1e3, split["update_s"] * 1e3]
-    )
-    axes[1].set(ylabel="ms per rollout step", title="Where rlcore's time goes")
-    names.append(_save(fig, out_dir, "ppo_comparison.png"))
+    if "ppo" in results:
+        names.append(_ppo_figure(results["ppo"], out_dir))
 
     rows = _read_csv(curve)
     if rows:
@@ -99,6 +89,27 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path)
         ax.legend()
         names.append(_save(fig, out_dir, "eval_distances.png"))
     return names
+
+
+def _ppo_figure(ppo: dict[str, Any], out_dir: Path) -> str:
+    """rlcore vs SB3 steps/s, and where rlcore's time per rollout step goes."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+    axes[0].bar(
+        ["rlcore", f"SB3 ({ppo['sb3_vec_env']})"],
+        [ppo["fps_rlcore"], ppo["fps_sb3"]],
+        yerr=_error_bars(
+            [{"fps": ppo["fps_rlcore"], "spread": ppo["rlcore"]}, {"fps": ppo["fps_sb3"], "spread": ppo["sb3"]}]
+        ),
+        capsize=4,
+        color=["C0", "C1"],
+    )
+    axes[0].set(ylabel="steps/s", title=f"PPO end to end ({ppo['ratio_rlcore_vs_sb3']:.2f}x)")
+    split = ppo["time_split_per_step"]
+    axes[1].bar(
+        ["env", "inference", "update"], [split["env_s"] * 1e3, split["inference_s"] * 1e3, split["update_s"] * 1e3]
+    )
+    axes[1].set(ylabel="ms per rollout step", title="Where rlcore's time goes")
+    return _save(fig, out_dir, "ppo_comparison.png")
 
 
 def _throughput_line(ax: Any, rows: list[dict[str, Any]], label: str) -> None:
@@ -144,8 +155,22 @@ def markdown(
     hardware: dict[str, Any],
     extra: list[str] | None = None,
 ) -> str:
-    ppo, split = results["ppo"], results["ppo"]["time_split_per_step"]
-    lines = ["# rlcore report", ""]
+    """report.md: this run, then the sections of the benchmarks that ran (report.benchmarks)."""
+    lines = ["# rlcore report", ""] + _run_lines(train, evaluation)
+    if "ppo" in results:
+        lines += _ppo_lines(results["ppo"])
+    lines += _device_lines(results, hardware)
+    lines += _table_lines(results)
+    if not results:
+        lines += ["No benchmarks ran (`report.benchmarks: []`).", ""]
+    lines += extra or []
+    lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def _run_lines(train: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """The run's own table: MLflow run, training, held-out success."""
+    lines: list[str] = []
     if train:
         lines += [
             "## This run",
@@ -165,7 +190,13 @@ def markdown(
                 f"{evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |",
             ]
         lines.append("")
-    lines += [
+    return lines
+
+
+def _ppo_lines(ppo: dict[str, Any]) -> list[str]:
+    """The headline: rlcore PPO against SB3 PPO on the same env."""
+    split = ppo["time_split_per_step"]
+    return [
         "## Headline: rlcore PPO vs stable-baselines3 PPO",
         "",
         f"Same {ppo.get('engine', 'PyBullet')} env ({ppo['n_envs']} envs, training physics) and hyperparameters, "
@@ -189,37 +220,56 @@ def markdown(
         f"update (per step) {split['update_s'] * 1e3:.2f} ms.",
         "",
     ]
-    lines += ["## Which device is faster for what", ""]
-    best_env = max(results["batched"]["rows"], key=lambda r: r["fps"])
-    best_upd = max(results["update"]["rows"], key=lambda r: r["samples_per_s"])
+
+
+def _device_lines(results: dict[str, Any], hardware: dict[str, Any]) -> list[str]:
+    """Which device is fastest for the update and the batched env, and what the hardware stage chose."""
+    lines = ["## Which device is faster for what", ""]
+    if "update" in results:
+        best_upd = max(results["update"]["rows"], key=lambda r: r["samples_per_s"])
+        lines += [
+            f"- PPO update: **{best_upd['device']}** is fastest here "
+            f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
+            f"- The update at the training sizes reaches **{best_upd['gflops']:,.1f} GFLOP/s**, "
+            f"{best_upd['share_of_peak']:.0%} of {best_upd['device']}'s fp32 matmul peak measured in the same "
+            f"rounds (torch.mm: {best_upd['matmul_peak_gflops']:,.1f} GFLOP/s); "
+            f"{best_upd['flops_per_sample'] / 1e6:.2f} MFLOP per sample (epochs x forward and backward of both "
+            "networks).",
+        ]
+    if "batched" in results:
+        best_env = max(results["batched"]["rows"], key=lambda r: r["fps"])
+        lines.append(
+            f"- Batched env: **{best_env['device']}** is fastest here "
+            f"({best_env['fps']:,.0f} env steps/s at {best_env['n_envs']} envs)."
+        )
     lines += [
-        f"- PPO update: **{best_upd['device']}** is fastest here "
-        f"({best_upd['samples_per_s']:,.0f} samples/s at minibatch {best_upd['minibatch']}).",
-        f"- The update at the training sizes reaches **{best_upd['gflops']:,.1f} GFLOP/s**, "
-        f"{best_upd['share_of_peak']:.0%} of {best_upd['device']}'s fp32 matmul peak measured in the same rounds "
-        f"(torch.mm: {best_upd['matmul_peak_gflops']:,.1f} GFLOP/s); {best_upd['flops_per_sample'] / 1e6:.2f} MFLOP "
-        "per sample (epochs x forward and backward of both networks).",
-        f"- Batched env: **{best_env['device']}** is fastest here "
-        f"({best_env['fps']:,.0f} env steps/s at {best_env['n_envs']} envs).",
         f"- The hardware stage chose policy on **{hardware.get('policy_device', '?')}**, batched env on "
         f"**{hardware.get('env_device', '?')}**.",
         "",
     ]
+    return lines
+
+
+def _table_lines(results: dict[str, Any]) -> list[str]:
+    """The env, batched-twin and update tables of the benchmarks that ran."""
+    lines: list[str] = []
     for title, table, head, cells in [
         (
             "PyBullet env throughput",
-            results["env"],
+            results.get("env"),
             "| vec env | n_envs |",
             lambda r: f"| {r['kind']} | {r['n_envs']} |",
         ),
-        ("Batched twin", results["batched"], "| device | n_envs |", lambda r: f"| {r['device']} | {r['n_envs']} |"),
+        ("Batched twin", results.get("batched"), "| device | n_envs |", lambda r: f"| {r['device']} | {r['n_envs']} |"),
         (
             "PPO update throughput",
-            results["update"],
+            results.get("update"),
             "| device | minibatch |",
             lambda r: f"| {r['device']} | {r['minibatch']} |",
         ),
     ]:
+        if table is None:  # not in report.benchmarks
+            continue
         unit = "samples/s" if title.startswith("PPO") else "steps/s"
         key = "samples_per_s" if title.startswith("PPO") else "fps"
         lines += [
@@ -242,7 +292,7 @@ def markdown(
             continue
         lines += [f"{head} {unit} | min-max (spread) |", "|---" * (head.count("|") + 1) + "|"]
         lines += [f"{cells(r)} {r[key]:,.0f} | {_spread(r['spread'])} |" for r in table["rows"]]
-    memory = [r for r in results["batched"]["rows"] if r["memory_per_env_kb"] is not None]
+    memory = [r for r in results.get("batched", {"rows": []})["rows"] if r["memory_per_env_kb"] is not None]
     if memory:
         lines += [
             "",
@@ -250,9 +300,7 @@ def markdown(
             + ", ".join(f"{r['device']} x{r['n_envs']}: {r['memory_per_env_kb']:.2f} KB" for r in memory)
             + ".",
         ]
-    lines += extra or []
-    lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in images]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def algos_section(algos_dir: Path, out_dir: Path) -> tuple[list[str], str]:
@@ -275,25 +323,33 @@ def algos_section(algos_dir: Path, out_dir: Path) -> tuple[list[str], str]:
 
 
 def bench_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """out/bench.json: the DVC metrics (medians over the rounds, spreads, parallel efficiencies)."""
-    ppo = results["ppo"]
-    best_batched = max(results["batched"]["rows"], key=lambda r: r["fps"])
-    return {
-        "fps_rlcore": round(ppo["fps_rlcore"], 1),
-        "fps_sb3": round(ppo["fps_sb3"], 1),
-        "ratio_rlcore_vs_sb3": round(ppo["ratio_rlcore_vs_sb3"], 3),
-        "spread_rlcore": round(ppo["rlcore"].spread, 3),
-        "spread_sb3": round(ppo["sb3"].spread, 3),
-        "efficiency_rlcore": round(ppo["efficiency_rlcore"], 3),
-        "efficiency_sb3": round(ppo["efficiency_sb3"], 3),
-        "fps_single_env": round(ppo["fps_single_env"], 1),
-        "cores": ppo["cores"],
-        "rounds": ppo["rounds"],
-        "fps_batched_best": round(best_batched["fps"], 1),
-        "update_gflops": round(max(r["gflops"] for r in results["update"]["rows"]), 2),
-        "matmul_peak_gflops": round(max(r["matmul_peak_gflops"] for r in results["update"]["rows"]), 2),
-        "batched_best_n_envs": best_batched["n_envs"],
-    }
+    """out/bench.json: the DVC metrics (medians over the rounds, spreads, parallel efficiencies) of
+    the benchmarks that ran."""
+    metrics: dict[str, float] = {}
+    if "ppo" in results:
+        ppo = results["ppo"]
+        metrics.update(
+            fps_rlcore=round(ppo["fps_rlcore"], 1),
+            fps_sb3=round(ppo["fps_sb3"], 1),
+            ratio_rlcore_vs_sb3=round(ppo["ratio_rlcore_vs_sb3"], 3),
+            spread_rlcore=round(ppo["rlcore"].spread, 3),
+            spread_sb3=round(ppo["sb3"].spread, 3),
+            efficiency_rlcore=round(ppo["efficiency_rlcore"], 3),
+            efficiency_sb3=round(ppo["efficiency_sb3"], 3),
+            fps_single_env=round(ppo["fps_single_env"], 1),
+            cores=ppo["cores"],
+            rounds=ppo["rounds"],
+        )
+    if "batched" in results:
+        best_batched = max(results["batched"]["rows"], key=lambda r: r["fps"])
+        metrics.update(fps_batched_best=round(best_batched["fps"], 1), batched_best_n_envs=best_batched["n_envs"])
+    if "update" in results:
+        rows = results["update"]["rows"]
+        metrics.update(
+            update_gflops=round(max(r["gflops"] for r in rows), 2),
+            matmul_peak_gflops=round(max(r["matmul_peak_gflops"] for r in rows), 2),
+        )
+    return metrics
 
 
 def raw_json(results: dict[str, Any]) -> str:

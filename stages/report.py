@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlcore import report, tracking  # noqa: E402
 from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
 
 
 def main(args, params) -> None:
@@ -21,10 +22,13 @@ def main(args, params) -> None:
     hardware = report.load_json(root / "out" / "hardware.json")
     decision = hardware.get("decision", {})
     devices = [p["device"] for p in hardware.get("probes", []) if p.get("usable")] or ["cpu"]
-    print(
-        f"report: benchmarking on {', '.join(devices)}, {params.report.rounds} alternating rounds "
-        "(about 3-5 minutes on 2 cores)"
-    )
+    if params.report.benchmarks:
+        print(
+            f"report: benchmarking {', '.join(params.report.benchmarks)} on {', '.join(devices)}, "
+            f"{params.report.rounds} alternating rounds (about 3-5 minutes on 2 cores for all four)"
+        )
+    else:
+        print("report: no benchmarks (report.benchmarks: []), the run's own figures only")
     out_dir = root / args.out_dir
     algos_lines: list[str] = []
     if params.report.algos:  # checked before the benchmarks: a missing comparison stops at once
@@ -33,7 +37,10 @@ def main(args, params) -> None:
         except FileNotFoundError as err:
             raise StageError(str(err)) from None
     results = report.measure(params, devices)
-    images = report.figures(results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir)
+    engine = LABELS[engine_of(params)]
+    images = report.figures(
+        results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir, engine
+    )
     images += [algos_image] if algos_lines else []
     train = report.load_json(root / "out" / "train.json")
     evaluation = report.load_json(root / "out" / "eval.json")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_repo, dvc, run
+from tests.helpers import TINY_PARAMS, copy_repo, dvc, run
 
 pytestmark = pytest.mark.slow  # minutes: whole DAGs in DVC experiments
 
@@ -57,8 +57,11 @@ def wait_for_queue(repo: Path, timeout: float = 900) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A repo copy with the pipeline run once (the experiments' baseline), shared by this module."""
-    root = copy_repo(tmp_path_factory.mktemp("experiments"))
+    """A repo copy with the pipeline run once (the experiments' baseline), shared by this module.
+    Its report runs one benchmark (the batched twin's, about a second): tests/test_pipeline.py
+    checks all four."""
+    params = {**TINY_PARAMS, "report": {**TINY_PARAMS["report"], "benchmarks": ["batched"]}}
+    root = copy_repo(tmp_path_factory.mktemp("experiments"), params)
     dvc(root, "repro")
     # a checkpoint in the workspace that no experiment may resume from or touch
     (root / "checkpoints").mkdir(exist_ok=True)
@@ -66,8 +69,11 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-def check_experiment_runs(repo: Path, before: set[str], names: set[str], seeds: dict[str, int]) -> None:
-    """One new FINISHED MLflow run per experiment, tagged and complete; exp show names it."""
+def check_experiment_runs(
+    repo: Path, before: set[str], names: set[str], seeds: dict[str, int], bench: bool = True
+) -> None:
+    """One new FINISHED MLflow run per experiment, tagged and complete (with the report's batched-twin
+    figure where `bench`); exp show names it."""
     runs = mlflow_runs(repo)
     new = [r for run_id, r in runs.items() if run_id not in before]
     assert sorted(r.data.tags.get("dvc_exp_name") for r in new) == sorted(names)
@@ -76,7 +82,8 @@ def check_experiment_runs(repo: Path, before: set[str], names: set[str], seeds: 
         name = r.data.tags["dvc_exp_name"]
         assert r.info.status == "FINISHED", name
         assert r.data.tags["dvc_exp_baseline_rev"] and r.data.params["seed"] == str(seeds[name])
-        assert {"success_rate", "eval_success_rate", "bench_fps_rlcore", "train_wall_s"} <= set(r.data.metrics)
+        assert {"success_rate", "eval_success_rate", "train_wall_s"} <= set(r.data.metrics)
+        assert ("bench_fps_batched_best" in r.data.metrics) == bench, sorted(r.data.metrics)
         train = shown[name]["out/train.json"]
         assert train["run_id"] == r.info.run_id
         assert shown[name]["out/eval.json"]["success_rate"] == pytest.approx(r.data.metrics["eval_success_rate"])
@@ -110,11 +117,13 @@ def test_queued_experiments_run_all_in_parallel_then_apply(repo):
 
 
 def test_temp_experiment_and_documented_special_values(repo):
-    """--temp runs the whole DAG; with eval.gif_episodes=0 (a placeholder GIF) and the other
-    documented special values (null = auto / default / off, 180 = all round) it stays whole."""
+    """--temp runs the whole DAG; with eval.gif_episodes=0 (a placeholder GIF), report.benchmarks=[]
+    (the run's own report, no benchmark) and the other documented special values (null = auto /
+    default / off, 180 = all round) it stays whole."""
     before_files, before_runs = snapshot(repo), set(mlflow_runs(repo))
     special = [
         "eval.gif_episodes=0",
+        "report.benchmarks=[]",
         "robot.ee_link=null",
         "robot.home=null",
         "targets.max_azimuth_deg=180",
@@ -129,4 +138,4 @@ def test_temp_experiment_and_documented_special_values(repo):
     out = dvc(repo, "exp", "run", "--temp", "-n", "t-special", "-S", "seed=5", *args).stdout
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
     assert snapshot(repo) == before_files
-    check_experiment_runs(repo, before_runs, {"t-special"}, {"t-special": 5})
+    check_experiment_runs(repo, before_runs, {"t-special"}, {"t-special": 5}, bench=False)

@@ -19,7 +19,11 @@ NO_PYBULLET = os.environ.get("RLCORE_NO_PYBULLET") == "1"
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    params = {**TINY_PARAMS, "env": {**TINY_PARAMS["env"], "physics": "auto" if NO_PYBULLET else "mujoco"}}
+    params = {
+        **TINY_PARAMS,
+        "env": {**TINY_PARAMS["env"], "physics": "auto" if NO_PYBULLET else "mujoco"},
+        "report": {**TINY_PARAMS["report"], "benchmarks": ["ppo"]},  # the one that steps MuJoCo envs
+    }
     root = copy_repo(tmp_path_factory.mktemp("mujoco_pipeline"), params)
     out = dvc(root, "repro")
     assert "Running stage 'report'" in out.stdout
@@ -41,6 +45,8 @@ def test_repro_runs_every_stage_on_mujoco(repo):
     assert abs(exported["controller_success_rate"] - exported["torch_success_rate"]) <= 0.25  # 8 episodes
     bench = json.loads((repo / "out/bench.json").read_text())
     assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0  # both PPOs on MuJoCo envs
+    assert "update_gflops" not in bench  # report.benchmarks: the PPO comparison only
+    assert "MuJoCo env (" in (repo / "out/report/report.md").read_text()
 
 
 def test_evaluate_stage_names_the_engine(repo):
