@@ -25,7 +25,7 @@ def main(args, params) -> None:
     if params.report.benchmarks:
         print(
             f"report: benchmarking {', '.join(params.report.benchmarks)} on {', '.join(devices)}, "
-            f"{params.report.rounds} alternating rounds (about 3-5 minutes on 2 cores for all four)"
+            f"{params.report.rounds} alternating rounds (all four: about 1-4 minutes on 2 cores)"
         )
     else:
         print("report: no benchmarks (report.benchmarks: []), the run's own figures only")
