@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -171,12 +171,12 @@ class ExportConfig(Section):
     register_min_success: float = Field(0.95, ge=0.0, le=1.0)  # register as rlcore-reach from this held-out success
 
 
-BENCHMARKS = ("env", "batched", "update", "ppo")
+Benchmark = Literal["env", "batched", "update", "ppo"]  # the report's benchmarks (rlcore.report.measure)
 
 
 class ReportConfig(Section):
     # which benchmarks the report runs (all four by default; [] for a report of the run alone, in seconds)
-    benchmarks: list[Literal["env", "batched", "update", "ppo"]] = Field(default_factory=lambda: list(BENCHMARKS))
+    benchmarks: list[Benchmark] = Field(default_factory=lambda: list(get_args(Benchmark)))
     vec_n_envs: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])  # SB3 vec-env sweep
     batched_n_envs: list[int] = Field(default_factory=lambda: [256, 4096, 16384])
     ppo_n_envs: int = Field(64, ge=1, le=256)  # PyBullet envs for rlcore-vs-SB3

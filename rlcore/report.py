@@ -292,7 +292,8 @@ def _table_lines(results: dict[str, Any]) -> list[str]:
             continue
         lines += [f"{head} {unit} | min-max (spread) |", "|---" * (head.count("|") + 1) + "|"]
         lines += [f"{cells(r)} {r[key]:,.0f} | {_spread(r['spread'])} |" for r in table["rows"]]
-    memory = [r for r in results.get("batched", {"rows": []})["rows"] if r["memory_per_env_kb"] is not None]
+    batched_rows = results["batched"]["rows"] if "batched" in results else []
+    memory = [r for r in batched_rows if r["memory_per_env_kb"] is not None]
     if memory:
         lines += [
             "",
