@@ -17,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore import runs, tracking  # noqa: E402
-from rlcore.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.evaluation import describe, evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
-from rlcore.policy_file import load_policy  # noqa: E402
-from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
-from rlcore.targets import TargetCacheError  # noqa: E402
+from rlcore.envs.engines import LABELS, engine_of  # noqa: E402
+from rlcore.envs.targets import TargetCacheError  # noqa: E402
+from rlcore.pipeline import train as runs  # noqa: E402
+from rlcore.pipeline.cli import StageError, positive_int, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.pipeline.evaluate import describe, evaluate, placeholder_gif, render_gif, write_episodes  # noqa: E402
+from rlcore.policy.file import load_policy  # noqa: E402
+from rlcore.tracking import runs as tracking  # noqa: E402
 
 
 def main(args, params) -> None:

@@ -1,9 +1,9 @@
 """Stage `export`: the trained policy as models/policy.onnx, for a robot controller.
 
 One ONNX graph: observation normaliser, actor mean, action clipping, scaling to joint-velocity
-commands (rlcore/export.py). The stage checks onnxruntime against the torch policy on
+commands (rlcore/policy/onnx_export.py). The stage checks onnxruntime against the torch policy on
 `export.parity_observations` observations (held-out states included) and stops if they differ by
-more than 1e-5; drives PyBullet with the torch-free controller (rlcore/deploy.py) on
+more than 1e-5; drives PyBullet with the torch-free controller (rlcore/policy/controller.py) on
 `export.controller_episodes` held-out targets at accurate physics beside the torch policy on the
 same episodes; times the controller per step; writes out/export.json. Into the MLflow run that
 `train` opened it logs the model with MLflow's onnx flavor, registered as `rlcore-reach` from
@@ -18,19 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore import runs  # noqa: E402
-from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
-from rlcore.targets import TargetCacheError  # noqa: E402
+from rlcore.envs.engines import LABELS, engine_of  # noqa: E402
+from rlcore.envs.targets import TargetCacheError  # noqa: E402
+from rlcore.pipeline import train as runs  # noqa: E402
+from rlcore.pipeline.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
 
 TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a fraction of the velocity limit
 
 
 def main(args, params) -> None:
-    from rlcore import export
-    from rlcore.deploy import Controller
-    from rlcore.evaluation import evaluate, evaluate_controller
-    from rlcore.policy_file import load_policy
+    from rlcore.pipeline.evaluate import evaluate, evaluate_controller
+    from rlcore.policy import onnx_export as export
+    from rlcore.policy.controller import Controller
+    from rlcore.policy.file import load_policy
     from rlcore.robots.chain import read_chain
 
     root = workspace()
@@ -86,8 +86,8 @@ def main(args, params) -> None:
 
 def log_to_mlflow(root: Path, onnx_path: Path, example, result: dict, params) -> None:
     """The model into the train stage's run (onnx flavor), registered when it is good enough."""
-    from rlcore import tracking
-    from rlcore.model_registry import MODEL_NAME, log_onnx_model
+    from rlcore.tracking import runs as tracking
+    from rlcore.tracking.registry import MODEL_NAME, log_onnx_model
 
     train_json, eval_json = root / "out" / "train.json", root / "out" / "eval.json"
     run_id = json.loads(train_json.read_text()).get("run_id") if train_json.is_file() else None

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from rlcore import hardware as hw  # noqa: E402
-from rlcore import placement  # noqa: E402
-from rlcore.cli import StageError, run_stage, stage_parser  # noqa: E402
-from rlcore.config import ConfigError  # noqa: E402
-from rlcore.memory import bytes_per_env  # noqa: E402
-from rlcore.robots import engines  # noqa: E402
+from rlcore.config.schema import ConfigError  # noqa: E402
+from rlcore.envs import engines  # noqa: E402
+from rlcore.pipeline import placement  # noqa: E402
+from rlcore.pipeline.cli import StageError, run_stage, stage_parser  # noqa: E402
+from rlcore.runtime import probes as hw  # noqa: E402
+from rlcore.runtime.memory import bytes_per_env  # noqa: E402
 
 
 def physics_engine(params) -> dict:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore import report, tracking  # noqa: E402
-from rlcore.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.robots.engines import LABELS, engine_of  # noqa: E402
+from rlcore.bench import report  # noqa: E402
+from rlcore.envs.engines import LABELS, engine_of  # noqa: E402
+from rlcore.pipeline.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.tracking import runs as tracking  # noqa: E402
 
 
 def main(args, params) -> None:

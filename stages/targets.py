@@ -7,8 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.cli import run_stage, stage_parser  # noqa: E402
-from rlcore.targets import build_cache, summary  # noqa: E402
+from rlcore.envs.target_build import build_cache  # noqa: E402
+from rlcore.envs.targets import summary  # noqa: E402
+from rlcore.pipeline.cli import run_stage, stage_parser  # noqa: E402
 
 
 def main(args, params) -> None:

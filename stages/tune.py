@@ -13,14 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore import runs, tracking  # noqa: E402
-from rlcore.cli import StageError, positive_float, positive_int, run_stage, stage_parser, workspace  # noqa: E402
-from rlcore.targets import TargetCacheError  # noqa: E402
-from rlcore.tuning import check_storage, storage_url  # noqa: E402
+from rlcore.envs.targets import TargetCacheError  # noqa: E402
+from rlcore.pipeline import train as runs  # noqa: E402
+from rlcore.pipeline.cli import StageError, positive_float, positive_int, run_stage, stage_parser, workspace  # noqa: E402
+from rlcore.tracking import runs as tracking  # noqa: E402
+from rlcore.tune.space import check_storage, storage_url  # noqa: E402
 
 
 def main(args, params) -> None:
-    from rlcore.study import TuneOptions, check_objective, run_worker, summarise
+    from rlcore.tune.study import TuneOptions, check_objective, run_worker, summarise
 
     root = workspace()
     t = params.tune
@@ -29,9 +30,7 @@ def main(args, params) -> None:
         runs.load_targets(params, root)
     except (runs.SetupError, TargetCacheError) as err:
         raise StageError(str(err)) from None
-    limit = args.vram_limit_mb or t.vram_limit_mb
-    if limit is None and decision.get("vram_limit_mb") not in (None, "unknown"):
-        limit = float(decision["vram_limit_mb"])
+    limit = args.vram_limit_mb or t.vram_limit_mb or decision.vram_limit_mb
     storage = storage_url(root, args.storage)
     try:
         check_storage(storage)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlcore.config import Params
-from rlcore.targets import TargetCache, build_cache
+from rlcore.config.schema import Params
+from rlcore.envs.target_build import build_cache
+from rlcore.envs.targets import TargetCache
 
 
 @pytest.fixture(scope="session")

@@ -218,8 +218,8 @@ def mini_checkout(root: Path, sections: dict, decision: dict | None = None) -> P
     data/targets.npz built from it, and out/hardware.json holding `decision` when given."""
     import json
 
-    from rlcore.config import load_params
-    from rlcore.targets import build_cache
+    from rlcore.envs.target_build import build_cache
+    from rlcore.pipeline.params import load_params
 
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in sections.items():

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rlcore.bench import algos
-from rlcore.config import apply_overrides, validate
+from rlcore.pipeline.params import apply_overrides, validate
 from tests.helpers import TINY_PARAMS, copy_repo, ready_workspace, stage
 
 
@@ -18,8 +18,9 @@ def workspace(tmp_path_factory):
 
 
 def test_every_algorithm_gets_the_same_minutes_and_a_scored_curve(workspace):
-    from rlcore import report, runs
-    from rlcore.config import load_params
+    from rlcore.bench import report
+    from rlcore.pipeline import train as runs
+    from rlcore.pipeline.params import load_params
 
     sets = ["train.n_envs=4", "train.sac.hidden=[16]", "train.dqn.hidden=[16]", "train.log_every_steps=100"]
     sets += ["train.sac.learning_starts=200", "train.dqn.learning_starts=200"]
@@ -66,7 +67,7 @@ def test_row_params_set_backend_and_algorithm_only():
     p = algos.row_params(base, "SB3 SAC", 1)
     assert (p.env.backend, p.train.algo, p.seed, p.train.learning_rate) == ("bullet", "sb3_sac", 1, 0.002)
     assert algos.row_params(base, "rlcore PPO, twin", 0).env.backend == "batched"
-    from rlcore.offpolicy import exploration_fraction
+    from rlcore.algos.sb3.offpolicy import exploration_fraction
 
     dqn = algos.row_params(base, "SB3 DQN", 0)  # no step limit: epsilon falls over fixed steps
     fraction = base.train.dqn.exploration_fraction

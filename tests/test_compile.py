@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from rlcore import compiling
+from rlcore.algos.ppo.trainer import Trainer
 from rlcore.envs.batched import BatchedReachEnv
-from rlcore.hardware import capabilities
-from rlcore.ppo.trainer import Trainer
+from rlcore.runtime import compiling
+from rlcore.runtime.probes import capabilities
 
 CPU = torch.device("cpu")
 

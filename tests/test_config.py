@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlcore.config import ConfigError, Params, load_params
+from rlcore.config.schema import ConfigError, Params
+from rlcore.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +51,10 @@ def test_overrides_with_dotted_keys(tmp_path):
     ],
 )
 def test_bad_values_name_key_and_value(overrides, expected):
+    from rlcore.algos.registry import algorithm_for
+
     with pytest.raises(ConfigError) as err:
-        load_params(ROOT / "params.yaml", overrides)
+        algorithm_for(load_params(ROOT / "params.yaml", overrides))
     message = str(err.value)
     assert expected in message
     assert "\n" not in message

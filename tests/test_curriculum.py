@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore import hardware as hw
-from rlcore.config import Params
+from rlcore.config.schema import Params
+from rlcore.envs.targets import Curriculum
 from rlcore.envs.vec import StepResult
-from rlcore.targets import Curriculum
+from rlcore.runtime import probes as hw
 
 N_ENVS, EPISODE = 16, 4  # every env ends an episode on the 4th step of each 4-step rollout
 # successes per round of episodes: env i succeeds in round k iff i >= N_ENVS - SUCCESSES[k] (the
@@ -129,7 +129,7 @@ EXPECTED_BATCHES = [[succeeds(i, k) for i in range(N_ENVS)] for k in range(len(S
 
 
 def test_rlcore_trainer_levels_follow_real_outcomes(monkeypatch):
-    from rlcore.ppo.trainer import Trainer
+    from rlcore.algos.ppo.trainer import Trainer
 
     seen = record_batches(monkeypatch)
     params = scripted_params()
@@ -143,13 +143,14 @@ def test_rlcore_trainer_levels_follow_real_outcomes(monkeypatch):
 def test_sb3_baseline_levels_follow_real_outcomes(monkeypatch):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rlcore import baseline
-    from rlcore.runs import Resolved
+    from rlcore.algos.base import Resolved
+    from rlcore.algos.sb3 import common
+    from rlcore.algos.sb3.ppo import Sb3PPO
 
     seen = record_batches(monkeypatch)
     params = scripted_params()
     monkeypatch.setattr(
-        baseline,
+        common,
         "make_vec_env",
         lambda *a, **k: (DummyVecEnv([lambda i=i: ScriptedGymEnv(i) for i in range(N_ENVS)]), "scripted"),
     )
@@ -158,7 +159,7 @@ def test_sb3_baseline_levels_follow_real_outcomes(monkeypatch):
         n_levels = 3
 
     res = Resolved("cpu", "cpu", N_ENVS, N_ENVS * EPISODE, None, 0.0, [])
-    summary, _ = baseline.train_sb3(params, res, Targets(), lambda *a: None, lambda row: None, progress=False)
+    summary, _ = Sb3PPO().train(params, res, Targets(), None, lambda *a: None, lambda row: None, progress=False)
     assert seen == EXPECTED_BATCHES
     assert levels_of(summary["history"]) == EXPECTED_LEVELS
 

@@ -12,7 +12,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from rlcore.envs import ENV_ID, MUJOCO_ENV_ID
-from rlcore.envs.physics import reach_env_class
+from rlcore.envs.engines import reach_env_class
 from rlcore.envs.task import obs_size
 
 
@@ -115,8 +115,8 @@ def test_chunked_workers_equal_to_in_process(engine_params, small_cache):
     """One worker process per core, each stepping a chunk; chunking changes no numbers."""
     import torch
 
-    from rlcore.devices import cpu_cores
     from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.runtime.devices import cpu_cores
 
     cpu = torch.device("cpu")
     sub = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
@@ -138,8 +138,8 @@ def test_chunked_workers_equal_to_in_process(engine_params, small_cache):
 def test_chunked_workers_pinned_one_core_each(engine_params, small_cache):
     import torch
 
-    from rlcore.devices import cpu_cores
     from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.runtime.devices import cpu_cores
 
     if cpu_cores() < 2:
         pytest.skip("one core: a single in-process chunk, nothing to pin")
@@ -217,9 +217,9 @@ def test_shared_memory_worker_failure_and_death_are_errors_not_hangs(engine_para
 def test_training_env_is_shared_memory_by_default(engine_params, small_cache):
     import torch
 
-    from rlcore.devices import cpu_cores
+    from rlcore.envs.factory import make_env
     from rlcore.envs.shared_vec import SharedMemoryVecEnv
-    from rlcore.ppo.trainer import make_env
+    from rlcore.runtime.devices import cpu_cores
 
     if cpu_cores() < 2:
         pytest.skip("one core: the envs run in-process")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore import export
-from rlcore.policy_file import gaussian_bundle
-from rlcore.ppo.policy import ActorCritic, RunningNorm
+from rlcore.policy import onnx_export as export
+from rlcore.policy.file import gaussian_bundle
+from rlcore.policy.networks import ActorCritic, RunningNorm
 from rlcore.robots.chain import read_chain
 from tests.helpers import ROOT
 
@@ -77,7 +77,7 @@ def test_the_controller_runs_without_torch(exported):
     code = f"""
 import sys
 import numpy as np
-from rlcore.deploy import Controller
+from rlcore.policy.controller import Controller
 c = Controller({str(paths[EXPORTERS[0]])!r})
 q = (c.lower + c.upper) / 2
 c.reset(q)
@@ -94,9 +94,9 @@ print("torch imported" if "torch" in sys.modules else "no torch")
 def test_the_controller_drives_pybullet_as_evaluate_does(exported, small_params, small_cache):
     """200 held-out targets at accurate physics: the controller (measured joints in, joint-position
     commands out) ends each episode where the torch policy does, and at the same success rate."""
-    from rlcore.deploy import Controller
-    from rlcore.evaluation import evaluate, evaluate_controller
-    from rlcore.policy_file import policy_from_bundle
+    from rlcore.pipeline.evaluate import evaluate, evaluate_controller
+    from rlcore.policy.controller import Controller
+    from rlcore.policy.file import policy_from_bundle
 
     bundle, paths = exported
     controller = Controller(paths[EXPORTERS[0]])
@@ -117,7 +117,8 @@ def test_registration_champion_and_serving(exported, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from rlcore import model_registry, tracking
+    from rlcore.tracking import registry as model_registry
+    from rlcore.tracking import runs as tracking
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

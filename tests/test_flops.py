@@ -6,8 +6,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlcore.bench.flops import matmul_gflops, mlp_flops, update_flops_per_sample
-from rlcore.config import Params
-from rlcore.ppo.policy import ActorCritic
+from rlcore.config.schema import Params
+from rlcore.policy.networks import ActorCritic
 
 
 def counted_flops(model: ActorCritic, obs_dim: int, act_dim: int, batch: int) -> int:

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlcore import adam, devices, placement
-from rlcore import hardware as hw
-from rlcore.config import HardwareConfig
-from rlcore.ppo.flat import FlatParameters
+from rlcore.algos.ppo import adam
+from rlcore.algos.ppo.flat import FlatParameters
+from rlcore.config.schema import HardwareConfig
+from rlcore.pipeline import placement
+from rlcore.runtime import devices
+from rlcore.runtime import probes as hw
 from tests.helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,8 +190,8 @@ def test_hardware_stage_times_what_training_runs_and_keeps_its_decision(tmp_path
 
 def test_placement_times_the_update_training_runs(monkeypatch):
     """time_update runs PPO.update itself (fused or autograd as training picks, both networks)."""
-    from rlcore.config import Params
-    from rlcore.ppo.algorithm import PPO
+    from rlcore.algos.ppo.algorithm import PPO
+    from rlcore.config.schema import Params
 
     seen = []
     update = PPO.update
@@ -292,8 +294,9 @@ def test_torch_threads_restores_the_count():
 def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, monkeypatch):
     """With PyBullet worker processes, the rollout runs on one torch thread (the workers own the
     cores) and the update on every core (the workers sleep)."""
-    from rlcore.ppo.algorithm import PPO
-    from rlcore.ppo.trainer import Trainer, make_env
+    from rlcore.algos.ppo.algorithm import PPO
+    from rlcore.algos.ppo.trainer import Trainer
+    from rlcore.envs.factory import make_env
 
     params = small_params.model_copy(
         update={

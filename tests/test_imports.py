@@ -1,26 +1,20 @@
-"""The import contract, read from the code with ast (function-level imports included): stages
-import rlcore and never the reverse; the simulation and learning core (envs, ppo, targets,
-kinematics, robots) never reaches the pipeline's services (tracking, tuning, study, bench,
-report, seeds); and no rlcore module imports itself through others."""
+"""The import contracts. The layers and forbidden imports are import-linter's contracts in
+pyproject.toml (run here as `lint-imports`, and shown to fail on an upward import); the rest is
+read from the code with ast, function-level imports included: stages import rlcore and never the
+reverse, no cycles, import chains at most MAX_DEPTH modules long, nothing at the top of rlcore/
+but packages and one helper, backend-specific calls only in the device layer."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT, imported_names, module_file
-
-CORE = ["rlcore/envs", "rlcore/ppo", "rlcore/robots", "rlcore/targets.py", "rlcore/kinematics.py"]
-SERVICES = [
-    "rlcore/tracking.py",
-    "rlcore/tuning.py",
-    "rlcore/study.py",
-    "rlcore/bench",
-    "rlcore/report.py",
-    "rlcore/seeds.py",
-    "rlcore/model_registry.py",
-]
 
 
 def rlcore_files() -> list[Path]:
@@ -48,14 +42,6 @@ def under(path: Path, places: list[str]) -> bool:
     return any(rel == p or rel.startswith(p + "/") for p in places)
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in rlcore_files() if under(p, CORE)], ids=lambda p: p.relative_to(ROOT).as_posix()
-)
-def test_core_never_reaches_the_services(path):
-    bad = sorted(f.relative_to(ROOT).as_posix() for f in reachable(path) if under(f, SERVICES))
-    assert not bad, f"{path.relative_to(ROOT)} imports (directly or through others) {bad}"
-
-
 def test_rlcore_never_imports_stages():
     bad = [
         p.relative_to(ROOT).as_posix()
@@ -65,7 +51,8 @@ def test_rlcore_never_imports_stages():
     assert not bad
 
 
-DEVICE_LAYER = ["rlcore/hardware.py", "rlcore/devices.py", "rlcore/placement.py", "rlcore/adam.py"]
+DEVICE_LAYER = ["rlcore/runtime/probes.py", "rlcore/runtime/devices.py", "rlcore/pipeline/placement.py"]
+DEVICE_LAYER += ["rlcore/algos/ppo/adam.py"]
 BACKEND_CALLS = ("torch.cuda", "torch.mps", "torch.backends.mps", "torch_directml", "torch.version.hip")
 
 
@@ -83,10 +70,53 @@ def test_backend_specific_calls_stay_in_the_device_layer(folder):
     assert not bad, f"backend-specific calls outside {DEVICE_LAYER}: {bad}"
 
 
-def test_the_controller_stands_alone():
-    """rlcore/deploy.py goes onto a controller PC with the ONNX file: no torch, no other rlcore module."""
-    names = imported_names(ROOT / "rlcore" / "deploy.py")
-    assert not [n for n in names if n.split(".")[0] in ("torch", "rlcore")], sorted(names)
+MAX_DEPTH = 10
+TOP_LEVEL = {"__init__.py", "stats.py"}  # the one helper: intervals and spreads every layer may use
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
+         "--no-cache"], capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_import_linter_contracts_hold():
+    out = lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "3 kept, 0 broken" in out.stdout
+
+
+def test_import_linter_fails_on_an_upward_import(tmp_path):
+    """The contracts bite: the env layer importing the pipeline (one line) breaks the layers contract."""
+    shutil.copytree(ROOT / "rlcore", tmp_path / "rlcore", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    task = tmp_path / "rlcore" / "envs" / "task.py"
+    task.write_text(task.read_text() + "\n\ndef _upward():\n    from rlcore.pipeline import train  # noqa: F401\n")
+    out = lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "rlcore.envs.task -> rlcore.pipeline.train" in out.stdout
+
+
+def test_top_level_holds_packages_and_one_helper():
+    loose = sorted(p.name for p in (ROOT / "rlcore").glob("*.py") if p.name not in TOP_LEVEL)
+    assert not loose, f"modules at the top of rlcore/ (put each in the package of its concern): {loose}"
+
+
+def longest_chain(path: Path, memo: dict[Path, list[Path]]) -> list[Path]:
+    if path not in memo:
+        memo[path] = [path]  # a cycle stops here (test_no_import_cycles names it)
+        memo[path] = [path, *max((longest_chain(f, memo) for f in edges(path)), key=len, default=[])]
+    return memo[path]
+
+
+def test_import_chains_are_short():
+    """The longest chain of imports inside rlcore (a package's __init__ counts when it imports)."""
+    memo: dict[Path, list[Path]] = {}
+    chain = max((longest_chain(p, memo) for p in rlcore_files()), key=len)
+    names = " -> ".join(p.relative_to(ROOT).with_suffix("").as_posix() for p in chain)
+    assert len(chain) <= MAX_DEPTH, f"{len(chain)} modules: {names}"
 
 
 def test_no_import_cycles():
@@ -100,8 +130,8 @@ def test_the_twin_trains_without_pybullet_or_sb3(tmp_path):
     import subprocess
     import sys
 
-    from rlcore.config import Params
-    from rlcore.targets import build_cache
+    from rlcore.config.schema import Params
+    from rlcore.envs.target_build import build_cache
 
     params = Params().model_copy(update={"targets": Params().targets.model_copy(update={"n": 300})})
     build_cache(params).save(tmp_path / "targets.npz")
@@ -110,11 +140,11 @@ import sys
 for blocked in ("pybullet", "pybullet_data", "pybullet_utils", "stable_baselines3"):
     sys.modules[blocked] = None
 import torch
-from rlcore import hardware as hw
-from rlcore.config import Params
+from rlcore.runtime import probes as hw
+from rlcore.config.schema import Params
 from rlcore.envs.batched import BatchedReachEnv
-from rlcore.ppo.trainer import Trainer
-from rlcore.targets import TargetCache
+from rlcore.algos.ppo.trainer import Trainer
+from rlcore.envs.targets import TargetCache
 p = Params()
 p = p.model_copy(update={{"targets": p.targets.model_copy(update={{"n": 300}}),
                          "train": p.train.model_copy(update={{"n_steps": 4, "actor_hidden": [16, 16]}})}})

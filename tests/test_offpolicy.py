@@ -12,10 +12,11 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlcore.baseline import EpisodeTally, episode_metrics
-from rlcore.config import ConfigError, Params, load_params
-from rlcore.offpolicy import DiscreteActions, action_table, make_model, to_bundle
-from rlcore.policy_file import policy_from_bundle
+from rlcore.algos.sb3.offpolicy import DiscreteActions, action_table, make_model, to_bundle
+from rlcore.algos.sb3.ppo import EpisodeTally, episode_metrics
+from rlcore.config.schema import ConfigError, Params
+from rlcore.pipeline.params import load_params
+from rlcore.policy.file import policy_from_bundle
 from tests.helpers import ROOT, TINY_PARAMS, ready_workspace, stage
 
 
@@ -80,15 +81,17 @@ def test_episode_tally_sums_returns_per_env_until_each_episode_ends():
     ],
 )
 def test_bad_combinations_stop_with_one_line(sets, message):
+    from rlcore.algos.registry import algorithm_for
+
     with pytest.raises(ConfigError) as err:
-        load_params(ROOT / "params.yaml", sets)
+        algorithm_for(load_params(ROOT / "params.yaml", sets))
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_format_1_policy_files_still_load(tmp_path):
     """A PPO policy file written before format 2 (no `kind`) loads and acts as the same actor."""
-    from rlcore.policy_file import load_policy
-    from rlcore.ppo.policy import ActorCritic, RunningNorm
+    from rlcore.policy.file import load_policy
+    from rlcore.policy.networks import ActorCritic, RunningNorm
 
     model, norm = ActorCritic(27, 6, [16], [16]), RunningNorm(27)
     with torch.no_grad():
@@ -109,7 +112,7 @@ def test_format_1_policy_files_still_load(tmp_path):
     obs = torch.randn(32, 27) * 3
     assert policy.kind == "gaussian" and bundle["format"] == 1
     assert torch.allclose(policy(obs), model.actor(norm(obs)).clamp(-1, 1))
-    from rlcore.policy_file import gaussian_bundle
+    from rlcore.policy.file import gaussian_bundle
 
     bundle = gaussian_bundle(model, norm, old["params"], "rlcore", 27, 6)
     before = policy_from_bundle(bundle)(obs)
@@ -138,8 +141,8 @@ def _small(small_params: Params, algo: str) -> Params:
 @pytest.mark.parametrize("algo", ["sb3_sac", "sb3_dqn"])
 def test_policy_file_acts_as_sb3_predict_deterministic(algo, small_params, small_cache, tmp_path):
     """The policy file (torch and ONNX) returns the joint command of SB3's predict(deterministic=True)."""
-    from rlcore import export
     from rlcore.envs.vec import make_vec_env
+    from rlcore.policy import onnx_export as export
     from rlcore.robots.chain import read_chain
 
     params = _small(small_params, algo)
@@ -148,7 +151,7 @@ def test_policy_file_acts_as_sb3_predict_deterministic(algo, small_params, small
     if algo == "sb3_dqn":
         venv = DiscreteActions(venv, table)
     venv = VecNormalize(venv, norm_reward=False, clip_obs=10.0)
-    model = make_model(params, venv)
+    model = make_model(params, params.train.algo, venv)
     model.learn(400)  # past learning_starts: trained weights, moved normaliser statistics
     bundle = to_bundle(model, venv, params)
     assert bundle["format"] == 2 and bundle["kind"] == ("squashed" if algo == "sb3_sac" else "discrete")
@@ -228,9 +231,9 @@ def easy_workspace(tmp_path_factory):
 def test_learning_on_easy_targets(algo, easy_workspace):
     """Really trains SAC or DQN (PyBullet, easy targets only) and checks held-out success at the
     PPO learning test's bar: >= 80% within 5 cm and >= 60% within 2 cm."""
-    from rlcore import runs
-    from rlcore.evaluation import evaluate
-    from rlcore.targets import TargetCache
+    from rlcore.envs.targets import TargetCache
+    from rlcore.pipeline import train as runs
+    from rlcore.pipeline.evaluate import evaluate
 
     params = load_params(easy_workspace / "params.yaml", [f"train.algo={algo}", *LEARNING[algo]])
     params, res = runs.resolve(params, runs.read_hardware(easy_workspace / "out" / "hardware.json"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlcore import oscompat
-from rlcore.config import ConfigError, load_params
+from rlcore.config.schema import ConfigError
+from rlcore.pipeline.params import load_params
+from rlcore.runtime import oscompat
 
 
 def test_auto_takes_forkserver_where_the_os_has_it_else_spawn(monkeypatch):

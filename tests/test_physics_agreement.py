@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
 from rlcore.envs.batched import BatchedReachEnv
 from rlcore.envs.bullet import ReachEnv
 from rlcore.envs.mujoco_reach import MujocoReachEnv
-from rlcore.kinematics import ForwardKinematics
 from rlcore.robots.arm import BulletArm
+from rlcore.robots.kinematics import ForwardKinematics
 from rlcore.robots.mujoco_arm import MujocoArm
 
 ROBOTS = ["fanuc_lrmate200id", "kuka_iiwa/model.urdf", "franka_panda/panda.urdf"]
@@ -92,9 +92,9 @@ def test_self_collision_verdicts_agree_with_pybullet(small_params):
 def test_twin_policy_scores_alike_in_mujoco_and_pybullet(tmp_path):
     """A small policy trained on the twin, evaluated on all 1,000 held-out targets in each engine at
     accurate physics: the success rates differ by at most 3 points."""
-    from rlcore.evaluation import evaluate
-    from rlcore.policy_file import load_policy
-    from rlcore.targets import TargetCache
+    from rlcore.envs.targets import TargetCache
+    from rlcore.pipeline.evaluate import evaluate
+    from rlcore.policy.file import load_policy
     from tests.helpers import TINY_PARAMS, copy_repo, stage
 
     params = {

@@ -77,7 +77,7 @@ def test_repro_writes_every_output(repo):
 def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     tracking.setup(repo)
     client = MlflowClient()
@@ -184,7 +184,7 @@ def test_the_runs_table_shows_the_run_in_a_browser(repo):
     held-out success with its interval, its dataset, its source, the commit and its model."""
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     chromium = browser()
     run_id = json.loads((repo / "out/train.json").read_text())["run_id"]

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rlcore.config import Params
+from rlcore.algos.ppo.algorithm import PPO, NonFiniteLossError
+from rlcore.algos.ppo.storage import RolloutStorage
+from rlcore.algos.ppo.trainer import Trainer
+from rlcore.config.schema import Params
 from rlcore.envs.batched import BatchedReachEnv
-from rlcore.hardware import Capabilities
-from rlcore.ppo.algorithm import PPO, NonFiniteLossError
-from rlcore.ppo.policy import ActorCritic, RunningNorm
-from rlcore.ppo.storage import RolloutStorage
-from rlcore.ppo.trainer import Trainer
+from rlcore.policy.networks import ActorCritic, RunningNorm
+from rlcore.runtime.probes import Capabilities
 
 DML_CAPS = Capabilities(float64=False, foreach=False, fused_adam=False, compile=False, synchronize=False)
 
@@ -129,7 +129,7 @@ def test_checkpoint_roundtrip(tmp_path):
         assert torch.equal(v, v2), k
     assert torch.equal(a.norm.count, b.norm.count) and a.norm.count.item() > 100
     # a checkpoint is also a policy file for `evaluate --model`
-    from rlcore.policy_file import load_policy
+    from rlcore.policy.file import load_policy
 
     policy, _ = load_policy(str(tmp_path / "last.pt"))
     obs = torch.randn(4, b.env.obs_dim)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlcore import report
-from rlcore.config import ConfigError, load_params
+from rlcore.bench import report
+from rlcore.config.schema import ConfigError
+from rlcore.pipeline.params import load_params
 from tests.helpers import ROOT
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from rlcore import devices
-from rlcore import hardware as hw
-from rlcore.config import Params
-from rlcore.ppo.trainer import Trainer, make_env
+from rlcore.algos.ppo.trainer import Trainer
+from rlcore.config.schema import Params
+from rlcore.envs.factory import make_env
+from rlcore.runtime import devices
+from rlcore.runtime import probes as hw
 
 CPU = torch.device("cpu")
 TIMING = {"wall_s", "fps", "rollout_s", "update_s", "peak_memory_mb"}  # clock readings, not results

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.kinematics import ForwardKinematics
 from rlcore.robots import read_chain, resolve_urdf
 from rlcore.robots.arm import BulletArm
+from rlcore.robots.kinematics import ForwardKinematics
 
 ARMS = [
     ("fanuc_lrmate200id", "flange"),

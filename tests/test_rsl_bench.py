@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlcore.config import load_params
+from rlcore.pipeline.params import load_params
 from tests.helpers import mini_checkout
 
 if os.environ.get("RLCORE_REQUIRE_RSL"):
@@ -38,7 +38,7 @@ def params(workdir):
 
 @pytest.fixture(scope="module")
 def targets(workdir, params):
-    from rlcore.runs import load_targets
+    from rlcore.pipeline.train import load_targets
 
     return load_targets(params, workdir)
 

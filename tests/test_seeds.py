@@ -58,7 +58,7 @@ def test_summaries_give_mean_min_max_intervals_and_time_to_target(result):
 
 
 def test_mlflow_holds_a_parent_per_configuration_and_a_nested_run_per_seed(result):
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     root, _ = result
     client = tracking.client(root)

@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from rlcore import bench
-from rlcore.evaluation import describe, summarise
+from rlcore.bench import rounds as bench
+from rlcore.pipeline.evaluate import describe, summarise
 from rlcore.stats import Spread, overlap, rate_with_interval, seed_summary, wilson_interval
 
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
+from rlcore.envs.targets import Curriculum, TargetCache, TargetCacheError
 from rlcore.robots.arm import BulletArm
-from rlcore.targets import Curriculum, TargetCache, TargetCacheError
 
 
 def test_every_target_is_reached_by_its_stored_joints(small_params, small_cache):

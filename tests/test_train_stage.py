@@ -9,12 +9,13 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
 from tests.helpers import TINY_PARAMS, copy_repo, stage, start_stage
 
 
@@ -97,9 +98,9 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
 def test_sb3_baseline_exports_the_same_policy(small_params, small_cache):
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlcore.baseline import sb3_model, to_bundle
+    from rlcore.algos.sb3.ppo import sb3_model, to_bundle
     from rlcore.envs.vec import make_vec_env
-    from rlcore.policy_file import policy_from_bundle
+    from rlcore.policy.file import policy_from_bundle
 
     params = small_params.model_copy(
         update={
@@ -133,7 +134,7 @@ def test_sb3_baseline_stage_logs_under_rlcore_names(tmp_path):
     assert (result["algo"], result["backend"], result["steps"]) == ("sb3", "bullet", 2048)
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     tracking.setup(root)
     run = MlflowClient().get_run(result["run_id"])
@@ -166,9 +167,9 @@ def test_learning_on_easy_targets(tmp_path):
     stage("targets", root)
     stage("hardware", root)
     stage("train", root)
-    from rlcore.evaluation import evaluate
-    from rlcore.policy_file import load_policy
-    from rlcore.targets import TargetCache
+    from rlcore.envs.targets import TargetCache
+    from rlcore.pipeline.evaluate import evaluate
+    from rlcore.policy.file import load_policy
 
     policy, bundle = load_policy(str(root / "models" / "policy.pt"))
     p = Params.model_validate(bundle["params"])
@@ -180,16 +181,11 @@ def test_learning_on_easy_targets(tmp_path):
 
 
 def test_sizes_over_the_vram_limit_stop_or_shrink():
-    from rlcore import runs
-    from rlcore.memory import estimate_memory
+    from rlcore.pipeline import train as runs
+    from rlcore.pipeline.placement import Placement
+    from rlcore.runtime.memory import estimate_memory
 
-    decision = {
-        "policy_device": "cuda:0",
-        "env_device": "cuda:0",
-        "n_envs_bullet": 16,
-        "n_envs_batched": 65536,
-        "vram_limit_mb": 100.0,
-    }
+    decision = Placement("cuda:0", "cuda:0", 16, 65536, 100.0, [])
     params = Params.model_validate({"robot": {"ee_link": "flange"}})
     assert estimate_memory(params, 65536).total_mb > 100
     with pytest.raises(runs.SetupError, match=r"exceeds the VRAM limit 100 MB .*largest that fit: train.n_envs=\d+"):
@@ -200,7 +196,7 @@ def test_sizes_over_the_vram_limit_stop_or_shrink():
     assert res.n_envs < 65536 and res.estimate_mb <= 100 and "auto_fit" in res.notes[0]
     assert fitted.train.n_envs == res.n_envs
     # the same sizes on the CPU: no VRAM limit applies
-    _, res = runs.resolve(params, {**decision, "policy_device": "cpu", "env_device": "cpu"})
+    _, res = runs.resolve(params, replace(decision, policy_device="cpu", env_device="cpu"))
     assert res.n_envs == 65536
 
 
@@ -238,7 +234,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_marks_the_run(tmp_path):
     assert proc.returncode == 130, out
     state = torch.load(root / "checkpoints" / "last.pt", weights_only=True)
     assert state["global_step"] > 0
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     # a client bound to this store: mlflow.set_tracking_uri (tracking.setup) would point the
     # worker's later tests at it
@@ -252,7 +248,7 @@ def test_nan_after_a_checkpoint_keeps_it_and_fails_the_run(tmp_path, monkeypatch
 
     from mlflow.tracking import MlflowClient
 
-    from rlcore.ppo.algorithm import PPO
+    from rlcore.algos.ppo.algorithm import PPO
 
     params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "checkpoint_every": 1}}
     root = copy_repo(tmp_path, params, git=False)

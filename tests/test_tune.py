@@ -13,14 +13,16 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from rlcore.config import Params, load_params
-from rlcore.policy_file import gaussian_bundle
-from rlcore.ppo.policy import ActorCritic, RunningNorm
-from rlcore.study import TuneOptions, run_worker
+from rlcore.config.schema import Params
+from rlcore.pipeline.params import load_params
+from rlcore.pipeline.placement import Placement
+from rlcore.policy.file import gaussian_bundle
+from rlcore.policy.networks import ActorCritic, RunningNorm
+from rlcore.tune.study import TuneOptions, run_worker
 from tests.helpers import mini_checkout, start_stage
 
 ROOT = Path(__file__).resolve().parents[1]
-DECISION = {
+DECISION_JSON = {  # out/hardware.json's decision
     "policy_device": "cpu",
     "env_device": "cpu",
     "n_envs_bullet": 2,
@@ -28,6 +30,7 @@ DECISION = {
     "vram_limit_mb": "unknown",
     "reasons": [],
 }
+DECISION = Placement.from_dict(DECISION_JSON)
 TINY = {
     "targets": {"n": 300},
     "env": {"backend": "batched"},
@@ -50,7 +53,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A pipeline checkout in miniature: params.yaml, data/targets.npz, out/hardware.json."""
-    return mini_checkout(tmp_path_factory.mktemp("tune"), TINY, DECISION)
+    return mini_checkout(tmp_path_factory.mktemp("tune"), TINY, DECISION_JSON)
 
 
 def options(root: Path, name: str, trials: int, storage: str | None = None, limit: float | None = None) -> TuneOptions:
@@ -68,7 +71,7 @@ def options(root: Path, name: str, trials: int, storage: str | None = None, limi
 
 
 class FakeTrain:
-    """Stands in for rlcore.runs.train_rlcore: reports two updates, returns an untrained policy."""
+    """Stands in for rlcore.pipeline.train.train: reports two updates, returns an untrained policy."""
 
     def __init__(self, error: BaseException | None = None):
         self.calls = 0
@@ -123,7 +126,7 @@ def test_resume_keeps_finished_trials_and_mlflow_nesting(workdir):
     # MLflow: one parent run for the study, one nested run per trial with the pipeline's names
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     tracking.setup(workdir)
     client = MlflowClient()
@@ -159,7 +162,7 @@ def test_real_objective_with_median_pruning_on_sqlite(workdir):
     them (1 mm) report far below their median at the same progress and are pruned."""
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
+    from rlcore.tracking import runs as tracking
 
     data = load_params(workdir / "params.yaml").model_dump()
     data["tune"].update(
@@ -173,7 +176,7 @@ def test_real_objective_with_median_pruning_on_sqlite(workdir):
     study = optuna.create_study(storage=opts.storage, study_name="median", direction="maximize")
     for radius in (0.5, 0.5, 0.001, 0.001):
         study.enqueue_trial({"env.success_radius": radius})
-    trials = run_worker(params, opts, {**DECISION, "n_envs_batched": 64}, None).get_trials()
+    trials = run_worker(params, opts, DECISION, None).get_trials()
     states = [t.state for t in trials]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2, states
     assert all(0.5 < t.value <= 1.0 for t in trials[:2])  # real held-out success in the twin
@@ -233,8 +236,8 @@ def test_real_budget_objective_trains_its_measured_steps(workdir):
     budget's steps, scored in the twin; the step count reaches MLflow and the promote line."""
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
-    from rlcore.study import summarise
+    from rlcore.tracking import runs as tracking
+    from rlcore.tune.study import summarise
 
     params = load_params(workdir / "params.yaml")
     opts = options(workdir, "real-budget", 1)
@@ -261,9 +264,10 @@ def test_tuner_trains_what_train_algo_names(workdir):
     the budget objective, which times PPO updates, stops with one line."""
     from mlflow.tracking import MlflowClient
 
-    from rlcore import tracking
-    from rlcore.config import SearchDim, apply_overrides, validate
-    from rlcore.runs import SetupError
+    from rlcore.config.schema import SearchDim
+    from rlcore.pipeline.params import apply_overrides, validate
+    from rlcore.pipeline.train import SetupError
+    from rlcore.tracking import runs as tracking
 
     sets = ["env.backend=bullet", "train.algo=sb3_dqn", "train.dqn.hidden=[16]", "train.dqn.learning_starts=256"]
     sets += ["train.log_every_steps=512"]
@@ -288,8 +292,8 @@ def test_tuner_trains_what_train_algo_names(workdir):
 
 
 def test_layers_dimension_draws_width_and_depth_and_copies_to_the_critic():
-    from rlcore.config import SearchDim
-    from rlcore.tuning import promote_command, suggest, trial_values, with_values
+    from rlcore.config.schema import SearchDim
+    from rlcore.tune.space import promote_command, suggest, trial_values, with_values
 
     space = {
         "train.actor_hidden": SearchDim(type="layers", low=5, high=7, depth=[1, 3], also=["train.critic_hidden"]),

@@ -22,45 +22,10 @@
            device: steps/s and held-out success after equal wall time (rlcore.bench.rsl; needs
            the `bench` extra)
 - seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
-           (rlcore.seeds)
+           (rlcore.bench.seeds)
 
 Every throughput figure is the median of >= 3 rounds that alternate between the things compared
 (A B C, A B C, ...), so a slow spell of a shared machine lands on all of them; each comes with its
 spread and with the machine's single-env PyBullet steps/s, measured in the same rounds. All at the
 training physics of params.yaml. The report stage calls the same functions.
 """
-
-from rlcore.bench.ppo import compare_ppo, ppo_text, rlcore_fps, sb3_fps
-from rlcore.bench.rounds import (
-    MIN_ROUNDS,
-    SINGLE,
-    alternate,
-    machine,
-    machine_text,
-    rounds_arg,
-    single_env_fps,
-    throughput,
-    with_single_env,
-)
-from rlcore.bench.tables import batched_ppo_table, batched_table, env_table, start_method_table, update_table
-
-__all__ = [
-    "MIN_ROUNDS",
-    "SINGLE",
-    "alternate",
-    "batched_ppo_table",
-    "batched_table",
-    "compare_ppo",
-    "env_table",
-    "machine",
-    "machine_text",
-    "ppo_text",
-    "rlcore_fps",
-    "rounds_arg",
-    "sb3_fps",
-    "single_env_fps",
-    "start_method_table",
-    "throughput",
-    "update_table",
-    "with_single_env",
-]

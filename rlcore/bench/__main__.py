@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.bench import __doc__ as DOC
 from rlcore.bench.algos import ROWS as ALGO_ROWS
 from rlcore.bench.ppo import compare_ppo, ppo_text
@@ -21,7 +19,10 @@ from rlcore.bench.tables import (
     update_table,
     vec_table,
 )
-from rlcore.config import Params, load_params
+from rlcore.config.schema import Params
+from rlcore.pipeline import placement
+from rlcore.pipeline.params import load_params
+from rlcore.runtime import probes as hw
 
 
 def usable_devices() -> list[str]:
@@ -40,8 +41,8 @@ def print_table(title: str, table: dict[str, Any], columns: list[tuple[str, str,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rlcore.cli import positive_int, stage_parser
-    from rlcore.config import ConfigError
+    from rlcore.config.schema import ConfigError
+    from rlcore.pipeline.cli import positive_int, stage_parser
 
     parser = stage_parser(DOC)
     parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
     parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
-    from rlcore.seeds import add_arguments, run_command
+    from rlcore.bench.seeds import add_arguments, run_command
 
     add_arguments(parser)
     gpu_options = parser.add_argument_group("gpu")
@@ -160,8 +161,8 @@ def run_rsl(args: argparse.Namespace, params: Params) -> None:
     """`bench rsl`: rlcore PPO vs rsl_rl PPO on the twin, per usable device (rlcore.bench.rsl)."""
     import json
 
-    from rlcore import runs
     from rlcore.bench.rsl import compare, import_rsl, text
+    from rlcore.pipeline import train as runs
 
     import_rsl()  # the install line before any work
     try:
@@ -180,8 +181,8 @@ def run_rsl(args: argparse.Namespace, params: Params) -> None:
 
 def run_algos(args: argparse.Namespace, params: Params) -> None:
     """`bench algos`: each algorithm for --minutes on the same PyBullet env (rlcore.bench.algos)."""
-    from rlcore import runs
     from rlcore.bench import algos
+    from rlcore.pipeline import train as runs
 
     unknown = [a for a in args.algos or [] if a not in algos.ROWS]
     if unknown:
@@ -206,8 +207,8 @@ def run_gpu(args: argparse.Namespace, params: Params) -> None:
     import json
 
     from rlcore.bench import gpu
-    from rlcore.runs import load_targets
-    from rlcore.targets import TargetCacheError
+    from rlcore.envs.targets import TargetCacheError
+    from rlcore.pipeline.train import load_targets
 
     try:
         targets = load_targets(params, Path.cwd())

@@ -1,6 +1,6 @@
 """`python -m rlcore.bench algos`: rlcore PPO, SB3 PPO, SB3 SAC and SB3 DQN on the same PyBullet
 env, the same minutes each on this machine, and rlcore PPO on the batched twin as a row of its
-own. Each run is the train stage's code (`rlcore.runs.train`) at params.yaml's settings for its
+own. Each run is the train stage's code (`rlcore.pipeline.train.train`) at params.yaml's settings for its
 algorithm; its policy is copied on a time grid and on a step grid while it trains, and every copy
 is scored afterwards (held-out targets, the twin at accurate physics), so scoring takes none of
 the training time. Writes out/algos/algos.json and out/algos/algos.png (success against wall time
@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlcore import runs
-from rlcore.config import Params, apply_overrides, validate
+from rlcore.config.schema import Params
+from rlcore.envs.targets import TargetCache
+from rlcore.pipeline import train as runs
+from rlcore.pipeline.params import apply_overrides, validate
+from rlcore.pipeline.placement import Placement
 from rlcore.stats import wilson_interval
-from rlcore.targets import TargetCache
 
 ROWS: dict[str, list[str]] = {
     "rlcore PPO": ["env.backend=bullet", "train.algo=rlcore"],
@@ -45,7 +47,7 @@ def row_params(params: Params, label: str, seed: int) -> Params:
     return validate(apply_overrides(params.model_dump(), sets), source=f"bench algos, {label}")
 
 
-def train_for(params: Params, decision: dict[str, Any], targets: TargetCache, seconds: float) -> dict[str, Any]:
+def train_for(params: Params, decision: Placement, targets: TargetCache, seconds: float) -> dict[str, Any]:
     """Train for `seconds` of training time; returns the copies [(train_s, step, bundle)] and steps/s."""
     _, res = runs.resolve(params, decision)
     runs.cpu_threads(params)
@@ -60,7 +62,7 @@ def train_for(params: Params, decision: dict[str, Any], targets: TargetCache, se
     def on_iteration(row: dict[str, Any]) -> None:
         nonlocal paused
         train_s = row["wall_s"] - paused
-        if getattr(run["trainer"], "finish_requested", False):
+        if run["trainer"].finish_requested:
             return  # a row flushed after the limit (SB3's last rollout): the copy at the limit stands
         if train_s >= grid["time"] or row["step"] >= grid["step"] or train_s >= seconds:
             start = time.perf_counter()
@@ -78,8 +80,8 @@ def train_for(params: Params, decision: dict[str, Any], targets: TargetCache, se
 
 def score(params: Params, targets: TargetCache, bundle: dict, episodes: int, seed: int) -> float:
     """Held-out success of a policy copy in the twin at accurate physics."""
-    from rlcore.evaluation import evaluate_batched
-    from rlcore.policy_file import policy_from_bundle
+    from rlcore.pipeline.evaluate import evaluate_batched
+    from rlcore.policy.file import policy_from_bundle
 
     metrics = evaluate_batched(policy_from_bundle(bundle, "cpu"), params, targets, episodes, seed=seed)
     return float(metrics["success_rate"])
@@ -88,7 +90,7 @@ def score(params: Params, targets: TargetCache, bundle: dict, episodes: int, see
 def run(
     params: Params,
     targets: TargetCache,
-    decision: dict[str, Any],
+    decision: Placement,
     minutes: float,
     seeds: int = 1,
     episodes: int = 1000,

@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from rlcore.config import Params
-from rlcore.devices import synchronize
+from rlcore.config.schema import Params
+from rlcore.runtime.devices import synchronize
 
 MATMUL_SIZES = (256, 512, 1024, 2048)  # square fp32 products; the peak is the fastest of them
 

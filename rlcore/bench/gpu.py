@@ -19,14 +19,14 @@ from typing import Any
 
 import torch
 
-from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS
 from rlcore.bench.tables import batched_ppo_table, batched_table
-from rlcore.config import Params
-from rlcore.devices import PeakMemory, torch_device
-from rlcore.memory import bytes_per_env, estimate_memory
-from rlcore.oscompat import host_memory_mb
+from rlcore.config.schema import Params
+from rlcore.pipeline import placement
+from rlcore.runtime import probes as hw
+from rlcore.runtime.devices import PeakMemory, torch_device
+from rlcore.runtime.memory import bytes_per_env, estimate_memory
+from rlcore.runtime.oscompat import host_memory_mb
 
 SIZES = [4096, 16384, 65536, 262144]
 
@@ -53,8 +53,8 @@ def skip_reason(probe: hw.Probe, params: Params, n_envs: int) -> str | None:
 
 def measured_peak(params: Params, device: torch.device, n_envs: int) -> float | None:
     """Peak device memory (MB) over two PPO iterations at n_envs (None where the device cannot tell)."""
+    from rlcore.algos.ppo.trainer import Trainer
     from rlcore.envs.batched import BatchedReachEnv
-    from rlcore.ppo.trainer import Trainer
 
     sized = with_envs(params, n_envs)
     with PeakMemory(device) as peak:
@@ -70,10 +70,10 @@ def time_to_target(
 ) -> dict[str, Any]:
     """Train on `device` until the twin's held-out success (every held-out target, accurate
     physics) reaches `target`, or `budget` steps; the wall time excludes the scoring."""
+    from rlcore.algos.ppo.trainer import Trainer
     from rlcore.envs.batched import BatchedReachEnv
-    from rlcore.evaluation import evaluate_batched
-    from rlcore.policy_file import policy_from_bundle
-    from rlcore.ppo.trainer import Trainer
+    from rlcore.pipeline.evaluate import evaluate_batched
+    from rlcore.policy.file import policy_from_bundle
 
     sized = with_envs(params, n_envs)
     env = BatchedReachEnv(sized, targets, n_envs, device, seed=sized.seed)

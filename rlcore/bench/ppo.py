@@ -8,18 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore import devices
-from rlcore import hardware as hw
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine_text, single_env_fps
-from rlcore.config import Params
-from rlcore.robots.engines import LABELS, engine_of
+from rlcore.config.schema import Params
+from rlcore.envs.engines import LABELS, engine_of
+from rlcore.runtime import devices
+from rlcore.runtime import probes as hw
 from rlcore.stats import Spread
 
 
 def rlcore_fps(params: Params, n_envs: int, steps: int) -> tuple[float, dict[str, float]]:
     """End-to-end rlcore PPO steps/s on PyBullet (env start-up excluded), and its time split."""
-    from rlcore.ppo.trainer import Trainer, make_env
-    from rlcore.runs import cpu_threads
+    from rlcore.algos.ppo.trainer import Trainer
+    from rlcore.envs.factory import make_env
+    from rlcore.pipeline.train import cpu_threads
 
     device = torch.device("cpu")
     threads = torch.get_num_threads()
@@ -57,7 +58,7 @@ def sb3_fps(params: Params, n_envs: int, steps: int, kind: str) -> float:
     """End-to-end SB3 PPO steps/s on the same env and hyperparameters (env start-up excluded)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from rlcore.baseline import sb3_model
+    from rlcore.algos.sb3.ppo import sb3_model
     from rlcore.envs.vec import make_vec_env
 
     venv, _ = make_vec_env(params, None, n_envs, kind=kind, seed=params.seed)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from rlcore.config import Params
-from rlcore.oscompat import cpu_list
+from rlcore.config.schema import Params
+from rlcore.runtime.oscompat import cpu_list
 from rlcore.stats import Spread
 
 MIN_ROUNDS = 3
@@ -37,7 +37,7 @@ def alternate(measures: dict[Hashable, Callable[[], float]], rounds: int) -> dic
 def single_env_fps(params: Params, steps: int = 3000, seed: int = 0) -> float:
     """Raw steps/s of one reach env on `env.physics`'s engine (random actions, resets included),
     start-up excluded."""
-    from rlcore.envs.physics import make_reach_env
+    from rlcore.envs.engines import make_reach_env
 
     env = make_reach_env(params)
     env.reset(seed=seed)
@@ -58,8 +58,8 @@ def single_env_fps(params: Params, steps: int = 3000, seed: int = 0) -> float:
 
 def with_single_env(params: Params, measures: dict[Hashable, Callable[[], float]], steps: int = 2000) -> dict:
     """The measures plus the machine's single-env steps/s (where a physics engine is installed)."""
-    from rlcore.config import ConfigError
-    from rlcore.robots.engines import resolve
+    from rlcore.config.schema import ConfigError
+    from rlcore.envs.engines import resolve
 
     try:
         resolve(params.env.physics)
@@ -74,7 +74,7 @@ def machine(results: dict[Hashable, Spread], params: Params) -> dict[str, Any]:
     single = results.get(SINGLE)
     if single is None:
         return {"cores": len(cpu_list()), "single_env": None}
-    from rlcore.robots.engines import LABELS, engine_of
+    from rlcore.envs.engines import LABELS, engine_of
 
     return {"cores": len(cpu_list()), "single_env": single.to_dict(), "engine": LABELS[engine_of(params)]}
 
@@ -89,7 +89,7 @@ def machine_text(info: dict[str, Any]) -> str:
 
 def rounds_arg(text: str) -> int:
     """An argparse type: a number of rounds, at least MIN_ROUNDS (a median of fewer is no median)."""
-    from rlcore.cli import positive_int
+    from rlcore.pipeline.cli import positive_int
 
     value = positive_int(text)
     if value < MIN_ROUNDS:

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlcore import hardware as hw
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine, with_single_env
-from rlcore.config import Params
-from rlcore.devices import synchronize, torch_device
-from rlcore.targets import Curriculum, TargetCache
+from rlcore.config.schema import Params
+from rlcore.envs.targets import Curriculum, TargetCache
+from rlcore.runtime import probes as hw
+from rlcore.runtime.devices import synchronize, torch_device
 
 INSTALL = 'rsl_rl is not installed: pip install -e ".[bench]" (rsl-rl-lib, torch >= 2.6)'
 
@@ -160,8 +160,8 @@ class RlcoreTrainer:
     """rlcore's Trainer on the same twin, trained in whole updates."""
 
     def __init__(self, params: Params, targets: TargetCache | None, n_envs: int, device: torch.device) -> None:
+        from rlcore.algos.ppo.trainer import Trainer
         from rlcore.envs.batched import BatchedReachEnv
-        from rlcore.ppo.trainer import Trainer
 
         levels = targets.n_levels if targets is not None else 1
         env = BatchedReachEnv(params, targets, n_envs, device, seed=params.seed)
@@ -177,7 +177,7 @@ class RlcoreTrainer:
         return updates * self.per_update
 
     def policy(self) -> nn.Module:
-        from rlcore.policy_file import ClampedMean, Policy
+        from rlcore.policy.file import ClampedMean, Policy
 
         return Policy(ClampedMean(self.trainer.model.actor), self.trainer.norm)
 
@@ -205,7 +205,7 @@ def compare(
 ) -> dict[str, Any]:
     """Per device: both PPOs' steps/s in alternating rounds, then each trained for `budget_s` of
     wall time (alternating which goes first per device) and scored on every held-out target."""
-    from rlcore.evaluation import evaluate_batched
+    from rlcore.pipeline.evaluate import evaluate_batched
 
     rows = []
     speed_measures: dict[Hashable, Callable[[], float]] = {}

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from rlcore import hardware as hw
-from rlcore import placement
 from rlcore.bench.rounds import MIN_ROUNDS, SINGLE, alternate, machine, single_env_fps, throughput, with_single_env
-from rlcore.config import Params
-from rlcore.devices import PeakMemory, synchronize, torch_device
+from rlcore.config.schema import Params
+from rlcore.pipeline import placement
+from rlcore.runtime import probes as hw
+from rlcore.runtime.devices import PeakMemory, synchronize, torch_device
 
 
 def env_table(params: Params, n_envs_list: list[int], steps: int, rounds: int = MIN_ROUNDS) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def vec_table(params: Params, n_envs: int, steps: int, rounds: int = MIN_ROUNDS)
     excluded): shared memory, SB3 SubprocVecEnv pipes over the same chunks, and one in-process
     chunk, each with its parallel efficiency (steps/s / (cores x single-env steps/s))."""
     from rlcore.envs.shared_vec import make_physics_vec_env
-    from rlcore.oscompat import cpu_list
+    from rlcore.runtime.oscompat import cpu_list
 
     cores = len(cpu_list())
     envs = {}
@@ -120,8 +120,8 @@ def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = 
     alternating rounds."""
     from rlcore.bench.flops import matmul_peak_gflops, update_flops_per_sample
     from rlcore.envs.task import obs_size
-    from rlcore.memory import minibatch_size
     from rlcore.robots.chain import read_chain
+    from rlcore.runtime.memory import minibatch_size
 
     dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
     samples = n_envs * params.train.n_steps
@@ -173,8 +173,8 @@ def batched_ppo_table(
 def _ppo_measure(params: Params, device: torch.device, n_envs: int, iterations: int) -> Callable[[], float]:
     """A measure of rlcore PPO's steps/s on the twin: a trainer built and warmed up by one update
     now; each call trains `iterations` more updates."""
+    from rlcore.algos.ppo.trainer import Trainer
     from rlcore.envs.batched import BatchedReachEnv
-    from rlcore.ppo.trainer import Trainer
 
     env = BatchedReachEnv(params, None, n_envs, device)
     trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
@@ -230,7 +230,7 @@ def start_method_table(params: Params, n_envs: int = 64, rounds: int = MIN_ROUND
     OS has, one process per env (SB3's SubprocVecEnv); the fork server's first start, which
     imports everything once, falls in the first round."""
     from rlcore.envs.vec import make_vec_env
-    from rlcore.oscompat import start_methods
+    from rlcore.runtime.oscompat import start_methods
 
     def start(method: str) -> float:
         hardware = params.hardware.model_copy(update={"mp_start_method": method})

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
+from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult, obs_size, reach_reward, substep_gain
-from rlcore.kinematics import ForwardKinematics
 from rlcore.robots.chain import read_chain
-from rlcore.targets import TargetCache
+from rlcore.robots.kinematics import ForwardKinematics
 
 
 class BatchedReachEnv:
@@ -118,8 +118,8 @@ class BatchedReachEnv:
         return StepResult(self.obs, reward, self._all, obs, success, distance, returns, True)
 
     def compile(self, setting: str) -> str:
-        """Compile the physics step per `train.compile` (rlcore.compiling); returns what happened."""
-        from rlcore.compiling import compiled
+        """Compile the physics step per `train.compile` (rlcore.runtime.compiling); returns what happened."""
+        from rlcore.runtime.compiling import compiled
 
         example = (torch.zeros_like(self.q), self.q, self.q_cmd, self.prev_action, self.target)
         self._advance, note = compiled(self._physics, setting, self.device, *example, what="twin step")

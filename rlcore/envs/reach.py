@@ -27,9 +27,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
+from rlcore.envs.targets import Curriculum, TargetCache
 from rlcore.envs.task import obs_size, reach_reward, substep_gain
-from rlcore.targets import Curriculum, TargetCache
 
 
 class ArmReachEnv(gym.Env):

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore.config import Params
+from rlcore.config.schema import Params
+from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
 from rlcore.envs.vec import BulletVecEnv, ChunkEnv, make_chunked_vec_env
-from rlcore.oscompat import cpu_list, preload_for_forkserver, resolve_start_method
-from rlcore.targets import TargetCache
+from rlcore.runtime.oscompat import cpu_list, preload_for_forkserver, resolve_start_method
 
 log = logging.getLogger(__name__)
 STEP, RESET, SET_LEVEL, CLOSE = 1, 2, 3, 4
@@ -128,7 +128,7 @@ class SharedMemoryVecEnv:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        from rlcore.envs.physics import make_reach_env
+        from rlcore.envs.engines import make_reach_env
 
         probe = make_reach_env(params, targets, mode=mode)
         self.obs_dim, self.act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]

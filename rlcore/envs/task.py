@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from rlcore.config import EnvConfig
+from rlcore.config.schema import EnvConfig
 
 
 def obs_size(dof: int) -> int:

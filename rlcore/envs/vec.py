@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from rlcore.config import Params
-from rlcore.envs.physics import make_reach_env
+from rlcore.config.schema import Params
+from rlcore.envs.engines import make_reach_env
 from rlcore.envs.reach import ArmReachEnv
+from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
-from rlcore.oscompat import cpu_list, pin_to_cpu, preload_for_forkserver, resolve_start_method
-from rlcore.targets import TargetCache
+from rlcore.runtime.oscompat import cpu_list, pin_to_cpu, preload_for_forkserver, resolve_start_method
 
 log = logging.getLogger(__name__)
 

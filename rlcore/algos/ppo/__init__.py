@@ -1,0 +1,1 @@
+"""On-device PPO: storage, the update, its Adam, and the training loop."""

@@ -1,0 +1,1 @@
+"""What the stages call: placement, train, evaluate, and the command-line plumbing."""

@@ -1,0 +1,88 @@
+"""Shared command-line plumbing for the stage scripts: --params, --set and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from rlcore.config.schema import ConfigError, Params
+from rlcore.pipeline.params import load_params
+from rlcore.tracking import store
+
+
+class StageError(RuntimeError):
+    """A problem the user can fix (missing cache, stale model...); printed as one line."""
+
+
+def workspace() -> Path:
+    """Where a stage reads its deps and writes its outs: the directory it runs in. DVC runs a
+    queued or temporary experiment in a workspace of its own (under .dvc/tmp/exps/), so this is
+    never DVC_ROOT; only the MLflow store is shared (rlcore.tracking.store)."""
+    return Path.cwd().resolve()
+
+
+class StageParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): `error: argument --x: ... (see --help)`."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every stage takes."""
+    parser = StageParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param with a dotted key, e.g. --set env.success_radius=0.03 (repeatable)",
+    )
+    return parser
+
+
+def run_stage(
+    main: Callable[[argparse.Namespace, Params], int | None], args: argparse.Namespace, logs_to_mlflow: str = ""
+) -> None:
+    """Validate params, run the stage, and turn user errors into one line on stderr (exit 2).
+    A stage that logs to MLflow names itself in `logs_to_mlflow`: it then holds the store's lock
+    (one writer at a time on SQLite) while it runs."""
+    try:
+        params = load_params(args.params, args.overrides)
+        with store.store_lock(logs_to_mlflow) if logs_to_mlflow else nullcontext():
+            code = main(args, params)
+    except (ConfigError, StageError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

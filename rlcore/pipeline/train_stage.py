@@ -1,0 +1,83 @@
+"""The train stage's body: resolve, train under a tracked MLflow run, write the policy file,
+out/train.json and the curve, finish the run."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from rlcore.algos.ppo.algorithm import NonFiniteLossError
+from rlcore.algos.registry import algorithm_for
+from rlcore.config.schema import Params
+from rlcore.envs.targets import TargetCacheError
+from rlcore.pipeline import train as runs
+from rlcore.pipeline.cli import StageError, workspace
+from rlcore.tracking import runs as tracking
+from rlcore.tracking.training import TrainingRun
+
+
+def train_stage(params: Params, model: str, out: str, curve: str, hardware: str) -> dict:
+    """Train what `train.algo` names with the hardware stage's decision; paths relative to the
+    workspace. Returns out/train.json's contents."""
+    root = workspace()
+    try:
+        decision, device_note = runs.honour_explicit_device(params, runs.read_hardware(root / hardware))
+        params, res = runs.resolve(params, decision)
+        res.notes += [device_note] if device_note else []
+        targets = runs.load_targets(params, root)
+    except (runs.SetupError, TargetCacheError) as err:
+        raise StageError(str(err)) from None
+    runs.cpu_threads(params)
+    ckpt_dir = root / params.train.checkpoint_dir
+    algorithm = algorithm_for(params)
+    print(
+        f"train: {params.train.algo} on {params.env.backend} envs x{res.n_envs} ({res.env_device}), "
+        f"policy on {res.policy_device}, minibatch {res.minibatch}, {algorithm.summary_line} {res.estimate_mb:.0f} MB"
+    )
+    for note in res.notes:
+        print(f"  - {note}")
+    extra = {
+        "resolved.policy_device": res.policy_device,
+        "resolved.env_device": res.env_device,
+        "resolved.n_envs": res.n_envs,
+        "resolved.minibatch": res.minibatch,
+        "resolved.estimate_mb": round(res.estimate_mb, 1),
+    }
+    with TrainingRun(params, root, res.policy_device, extra) as tracked:
+        try:
+            summary, bundle = runs.train(params, res, targets, ckpt_dir, tracked.on_start, tracked.on_iteration)
+        except NonFiniteLossError as err:
+            raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None
+        model_path = root / model
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = model_path.with_suffix(".tmp")
+        torch.save(bundle, tmp)
+        tmp.replace(model_path)
+        runs.write_curve(root / curve, summary["history"])
+        result = {
+            "run_id": tracked.run_id,
+            "steps": summary["steps"],
+            "fps": round(summary["fps"], 1),
+            "wall_s": round(summary["wall_s"], 2),
+            "device": res.policy_device,
+            "env_device": res.env_device,
+            "backend": params.env.backend,
+            "algo": params.train.algo,
+            "n_envs": res.n_envs,
+            "success_rate": summary["success_rate"],
+            "episode_return": summary["episode_return"],
+            "curriculum_level": summary["curriculum_level"],
+        }
+        out_path = root / out
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+        tracked.finish({"train_wall_s": summary["wall_s"]}, [(model_path, "model"), (root / curve, "train")])
+    (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
+    print(f"wrote {model}, {out}, {curve}; MLflow run {tracked.run_id}")
+    print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
+    print(
+        f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
+        f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}"
+    )
+    return result

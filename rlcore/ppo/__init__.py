@@ -1,1 +1,0 @@
-"""On-device PPO: policy (actor-critic + observation normaliser), storage, algorithm, trainer."""

@@ -1,0 +1,1 @@
+"""The machine: device probes and helpers, the memory model, torch.compile, OS helpers."""

@@ -1,0 +1,1 @@
+"""MLflow: the store, runs and their metrics, the model registry."""

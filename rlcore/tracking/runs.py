@@ -1,0 +1,381 @@
+"""MLflow conventions: where runs go, how they are named and tagged, which metric names exist.
+
+One store per repository: `sqlite:///<repo>/mlflow.db`, the store `mlflow ui` opens at the repo root
+(MLflow >= 3.7), with artifacts in `<repo>/mlartifacts`. `<repo>` is DVC_ROOT when DVC runs a
+stage, also in a queued or temporary experiment whose own workspace lies under
+`<repo>/.dvc/tmp/exps/`; elsewhere the working directory. Stage outputs go to the workspace the
+stage runs in; only the store is shared. MLFLOW_TRACKING_URI points everything at a tracking
+server instead; MLFLOW_EXPERIMENT_NAME picks the experiment (default "rlcore").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlcore.config.schema import Params
+from rlcore.tracking.store import store_root, tracking_uri
+
+EXPERIMENT = "rlcore"
+# the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
+ITERATION_METRICS = (
+    "fps",
+    "success_rate",
+    "episode_return",
+    "curriculum_level",
+    "learning_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "grad_norm",
+    "rollout_s",
+    "update_s",
+    "peak_memory_mb",
+    "q_loss",  # off-policy (SAC's critic, DQN's Q-network): per `train.log_every_steps`, as all their rows
+    "ent_coef",  # SAC
+    "exploration_rate",  # DQN's epsilon
+    "heldout_twin_success_rate",  # `bench seeds`: the held-out score while training (twin, accurate physics)
+    "train_s",  # `bench seeds`: training time at that score, scoring excluded
+)
+
+
+def setup(root: Path | None = None) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    root = root or store_root()
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri(root))
+    if user_uri is None:  # set_tracking_uri exports the variable; keep the user's environment as it was
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None if user_uri else (root / "mlartifacts").resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - another process created it first
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An error's first line (its type name when it has no text), for one-line messages."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
+
+
+def client(root: Path | None = None) -> Any:
+    """An MlflowClient bound to the store (never to MLflow's process-wide default). It acts on
+    existing runs; open_run (through setup) makes sure the experiment exists."""
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri(root).startswith(("http://", "https://")):
+        # rlcore retries outages itself (MetricSender, retry), off the training loop: MLflow's
+        # own long HTTP retries would only delay that; a user's explicit setting wins
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    return MlflowClient(tracking_uri=tracking_uri(root))
+
+
+def git_info(root: Path) -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # MLflow's own source tags: the runs table's Source column and the run page show them
+    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def source_name(stage: str) -> str:
+    """What started the run, for mlflow.source.name: the stage script, or the command."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    try:
+        if script is not None and script.is_file() and script.name != "__main__.py":
+            return script.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:  # a script outside the workspace
+        pass
+    commands = {"seeds": "python -m rlcore.bench seeds", "notebook": "notebooks/reach.ipynb"}
+    return commands.get(stage, f"stages/{stage}.py")
+
+
+def run_name(params: Params, device: str) -> str:
+    """Human-readable: algo-backend-device-lr-seed-time, e.g. rlcore-batched-cpu-lr1e-03-s0-0712."""
+    t = params.train
+    stamp = time.strftime("%m%d-%H%M%S")
+    return f"{t.algo}-{params.env.backend}-{device.replace(':', '')}-lr{t.learning_rate:.0e}-s{params.seed}-{stamp}"
+
+
+def run_tags(params: Params, stage: str, device: str) -> dict[str, str]:
+    """Tags of every run; a DVC experiment's name and baseline commit when DVC runs one."""
+    tags = {
+        **git_info(Path.cwd()),
+        "mlflow.source.name": source_name(stage),
+        "mlflow.source.type": "LOCAL",
+        "dvc_stage": stage,
+        "params_hash": params.section_hash(),
+        "device": device,
+        "backend": params.env.backend,
+        "algo": params.train.algo,
+    }
+    for var in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if os.environ.get(var):
+            tags[var.lower()] = os.environ[var]
+    return tags
+
+
+def clean_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """Known metric names with finite values only (MLflow rejects NaN in some stores)."""
+    out = {}
+    for key in ITERATION_METRICS:
+        value = row.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, Any] | None = None) -> None:
+    """Flattened params (write-once in MLflow: skipped when the run already has them)."""
+    from mlflow.entities import Param
+
+    existing = client.get_run(run_id).data.params
+    items = {**params.flat(), **(extra or {})}
+    new = [Param(k, str(v)[:500]) for k, v in items.items() if k not in existing]
+    for start in range(0, len(new), 100):
+        client.log_batch(run_id, params=new[start : start + 100])
+
+
+class MetricSender:
+    """Per-update metrics sent to MLflow from a background thread, so training never waits on it.
+
+    Rows are batched (one call per `every_s` seconds), whole: a row's metrics are stored together
+    or not at all. While the store or tracking server is away, sending is retried with
+    exponential backoff up to `max_backoff_s` and the rows wait in memory; when it comes back, the
+    run gets every metric. Retries are idempotent: a metric re-sent with its original timestamp is
+    stored once. Rows at or before `skip_through` (the last step a killed run had logged, when a
+    resumed run recomputes it) are not sent again, so the run keeps one value per metric and step.
+    close() delivers what is left (waiting up to `close_timeout_s`) and returns the number of
+    metrics it could not deliver.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        run_id: str,
+        every_s: float = 2.0,
+        max_backoff_s: float = 30.0,
+        close_timeout_s: float = 600.0,
+        log: Callable[[str], None] | None = None,
+        skip_through: int = -1,
+    ) -> None:
+        self.client, self.run_id, self.skip_through = client, run_id, skip_through
+        self.every_s, self.max_backoff_s, self.close_timeout_s = every_s, max_backoff_s, close_timeout_s
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.pending: list[list[Any]] = []  # rows of metrics, oldest first
+        self.sent = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def add(self, row: dict[str, Any], step: int) -> None:
+        """Queue one row's known, finite metrics at `step`; never blocks on MLflow."""
+        from mlflow.entities import Metric
+
+        if step <= self.skip_through:
+            return
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
+        if metrics:
+            with self._lock:
+                self.pending.append(metrics)
+
+    def _send_pending(self) -> bool:
+        """Send everything queued in whole rows, up to 1000 metrics a call (MLflow's batch
+        limit); False on a failure."""
+        while True:
+            with self._lock:
+                rows, size = 0, 0
+                while rows < len(self.pending) and size + len(self.pending[rows]) <= 1000:
+                    size += len(self.pending[rows])
+                    rows += 1
+                batch = [m for row in self.pending[:rows] for m in row]
+            if not batch:
+                return True
+            try:
+                self.client.log_batch(self.run_id, metrics=batch)
+            except Exception as err:  # noqa: BLE001 - any store or network error: keep the rows, retry
+                self.failures += 1
+                if self.failures == 1 or self.failures % 10 == 0:
+                    first = first_line(err)
+                    self.log(f"mlflow: sending metrics failed ({first}); training goes on, retrying")
+                return False
+            with self._lock:
+                del self.pending[:rows]
+                self.sent += len(batch)
+
+    def _loop(self) -> None:
+        delay = self.every_s
+        deadline = None
+        while True:
+            self._wake.wait(delay)
+            closing = self._closing
+            if closing and deadline is None:
+                deadline = time.monotonic() + self.close_timeout_s
+            was_failing = self.failures > 0 and delay > self.every_s
+            if self._send_pending():
+                if was_failing:
+                    self.log("mlflow: metrics sent again; nothing lost")
+                delay = self.every_s
+                if closing:
+                    return
+            else:
+                delay = min(max(delay * 2, 1.0), self.max_backoff_s)
+                if closing and time.monotonic() + delay > deadline:
+                    return
+
+    def close(self) -> int:
+        """Deliver what is queued (retrying up to close_timeout_s); returns the metrics not sent."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        with self._lock:
+            return sum(map(len, self.pending))
+
+
+def last_logged_step(store: Any, run_id: str, key: str = "fps") -> int:
+    """The last step of `key` in the run (-1 if none): where a killed run's metrics stopped."""
+    history = retry(lambda: store.get_metric_history(run_id, key), "reading the run's metrics")
+    return max((m.step for m in history), default=-1)
+
+
+def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_backoff_s: float = 30.0) -> Any:
+    """Run an MLflow call, retrying with backoff while the store is away (up to timeout_s)."""
+    deadline, delay = time.monotonic() + timeout_s, 1.0
+    while True:
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - network or store errors; the last one is raised
+            if time.monotonic() + delay > deadline:
+                raise
+            first = first_line(err)
+            print(f"mlflow: {what} failed ({first}); retrying in {delay:.0f} s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+
+
+def log_results(
+    run_id: str,
+    metrics: dict[str, float],
+    artifacts: list[tuple[Path, str]],
+    tags: dict[str, str] | None = None,
+    what: str = "results",
+) -> None:
+    """A stage's results into an existing run: metrics in one batch, then artifacts (files or
+    directories, each under its artifact path) and tags; each call retried while the store is away."""
+    from mlflow.entities import Metric, RunTag
+
+    store = retry(client, "connecting to the MLflow store")
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(float(v))]
+    retry(lambda: store.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in (tags or {}).items()]), what)
+    for path, artifact_path in artifacts:
+        log = store.log_artifacts if path.is_dir() else store.log_artifact
+        retry(lambda log=log, path=path, artifact_path=artifact_path: log(run_id, str(path), artifact_path), what)
+
+
+def open_run(
+    root: Path | None,
+    params: Params,
+    stage: str,
+    device: str,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    extra_params: dict[str, Any] | None = None,
+) -> str:
+    """Start a new run (or reopen run_id, e.g. after a resume) with tags and params; returns its id.
+    `root` holds the store (None: store_root())."""
+    experiment_id = setup(root)
+    store = client(root)
+    if run_id is not None:
+        try:
+            store.get_run(run_id)
+            store.update_run(run_id, status="RUNNING")
+        except Exception:  # noqa: BLE001 - the run is gone (other store): start a new one
+            run_id = None
+    if run_id is None:
+        tags = run_tags(params, stage, device)
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = store.create_run(experiment_id, run_name=run_name(params, device), tags=tags)
+        run_id = run.info.run_id
+    log_params_once(store, run_id, params, extra_params)
+    return run_id
+
+
+def log_dataset(run_id: str, path: Path, context: str = "training") -> str:
+    """The target cache as the run's dataset input (the runs table's Dataset column): named after
+    the file, digested by its MD5, which is the md5 DVC records for it in dvc.lock."""
+    import hashlib
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    digest = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - a content digest, as DVC's
+    source = json.dumps({"uri": path.resolve().as_uri()})
+    dataset = Dataset(name=path.name, digest=digest, source_type="local", source=source)
+    entity = DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
+    retry(lambda: client().log_inputs(run_id, datasets=[entity]), "logging the dataset")
+    return digest
+
+
+VIEW = "rlcore"  # the shared view of the runs table: the columns that tell runs apart
+VIEW_COLUMNS = [
+    "attributes.`Source`",
+    "attributes.`Version`",
+    "attributes.`Models`",
+    "attributes.`Dataset`",
+    "metrics.`eval_success_rate`",
+    "metrics.`eval_success_rate_ci_low`",
+    "metrics.`eval_success_rate_ci_high`",
+    "metrics.`success_rate`",
+    "metrics.`train_wall_s`",
+    "params.`train.algo`",
+    "params.`train.learning_rate`",
+    "params.`train.total_steps`",
+]
+
+
+def runs_url(experiment_id: str | None = None) -> str:
+    """The MLflow UI's runs table for the experiment (`mlflow ui` at the repo root serves it on
+    http://127.0.0.1:5000; a tracking server at its own address), opened on a shared view that
+    shows held-out success and the main params as columns. The view is an experiment tag
+    (`mlflow.sharedViewState.rlcore`), what the UI's own Share button writes."""
+    import json
+
+    experiment_id = experiment_id or setup()
+    state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    tag = f"mlflow.sharedViewState.{VIEW}"
+    retry(lambda: client().set_experiment_tag(experiment_id, tag, json.dumps(state)), "saving the runs view")
+    uri = tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
+
+
+def end_run(run_id: str, status: str = "FINISHED", root: Path | None = None) -> None:
+    client(root).set_terminated(run_id, status=status)

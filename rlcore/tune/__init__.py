@@ -1,0 +1,1 @@
+"""Optuna tuning: the search space and the study's workers."""
