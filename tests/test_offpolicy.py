@@ -12,8 +12,8 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
+from rlcore.algos.sb3.common import EpisodeTally, episode_metrics
 from rlcore.algos.sb3.offpolicy import DiscreteActions, action_table, make_model, to_bundle
-from rlcore.algos.sb3.ppo import EpisodeTally, episode_metrics
 from rlcore.config.schema import ConfigError, Params
 from rlcore.pipeline.params import load_params
 from rlcore.policy.file import policy_from_bundle

@@ -72,9 +72,13 @@ class Trainer:
         self.compile_notes = [env.compile(self.cfg.compile)] if hasattr(env, "compile") else []
         example_obs = torch.zeros(env.num_envs, env.obs_dim, device=device)
         self.compile_notes.append(self.ppo.compile(self.cfg.compile, example_obs))
-        self.tags = {"compile": "; ".join(self.compile_notes)}
         # PyBullet worker processes sleep during the update, so it may use their cores too
         self.update_threads = devices.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """What the trainer chose on its own, as MLflow tags (rlcore.algos.base.RunHandle)."""
+        return {"compile": "; ".join(self.compile_notes)}
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
