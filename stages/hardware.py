@@ -84,8 +84,8 @@ def main(args, params) -> None:
         )
     d = decided
     print(
-        f"policy on {d.policy_device}, batched env on {d.env_device}; n_envs: bullet {d.n_envs_bullet}, "
-        f"batched {d.n_envs_batched}; VRAM limit {hw._unknown(d.vram_limit_mb)} MB"
+        f"policy on {d.policy_device}, batched env on {d.env_device}; n_envs: bullet {d.n_envs_physics}, "
+        f"batched {d.n_envs_twin}; VRAM limit {hw._unknown(d.vram_limit_mb)} MB"
     )
     for reason in d.reasons:
         print(f"  - {reason}")

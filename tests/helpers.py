@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY_PARAMS = {
     "targets": {"n": 400},
-    "env": {"backend": "batched"},
-    "hardware": {"n_envs_batched": 256},
+    "env": {"backend": "twin"},
+    "hardware": {"n_envs_twin": 256},
     "train": {
         "total_steps": 16384,
         "n_envs": 64,

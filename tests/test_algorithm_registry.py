@@ -24,7 +24,7 @@ from rlcore.policy.networks import ActorCritic
 from rlcore.robots.chain import read_chain
 from tests.helpers import ROOT, mini_checkout
 
-DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 32, "reasons": []}
+DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_physics": 2, "n_envs_twin": 32, "reasons": []}
 TINY = {
     "targets": {"n": 300},
     "eval": {"gif_episodes": 0},
@@ -63,8 +63,8 @@ class RandomPolicy:
     objectives = ("success_after_steps",)
 
     def check(self, params: Params) -> None:
-        if params.env.backend != "batched":
-            raise ConfigError("train.algo = 'toy_random' needs env.backend = 'batched'")
+        if params.env.backend != "twin":
+            raise ConfigError("train.algo = 'toy_random' needs env.backend = 'twin'")
 
     def n_envs(self, params: Params, decided: int) -> int:
         return params.train.n_envs or decided

@@ -65,8 +65,8 @@ def test_report_stage_stops_at_once_when_the_comparison_is_missing(tmp_path):
 def test_row_params_set_backend_and_algorithm_only():
     base = validate(apply_overrides(validate({}).model_dump(), ["train.learning_rate=0.002"]))
     p = algos.row_params(base, "SB3 SAC", 1)
-    assert (p.env.backend, p.train.algo, p.seed, p.train.learning_rate) == ("bullet", "sb3_sac", 1, 0.002)
-    assert algos.row_params(base, "rlcore PPO, twin", 0).env.backend == "batched"
+    assert (p.env.backend, p.train.algo, p.seed, p.train.learning_rate) == ("physics", "sb3_sac", 1, 0.002)
+    assert algos.row_params(base, "rlcore PPO, twin", 0).env.backend == "twin"
     from rlcore.algos.sb3.offpolicy import exploration_fraction
 
     dqn = algos.row_params(base, "SB3 DQN", 0)  # no step limit: epsilon falls over fixed steps

@@ -43,11 +43,13 @@ def test_overrides_with_dotted_keys(tmp_path):
         (["targets.n=abc"], "targets.n = 'abc'"),
         (["env.success_radius=-1"], "env.success_radius = -1"),
         (["env.backend=mujoco"], "env.backend = 'mujoco'"),
+        (["env.backend=bullet"], "env.backend: 'bullet' is now 'physics'"),
+        (["env.backend=batched"], "env.backend: 'batched' is now 'twin'"),
         (["seed=1.5"], "seed = 1.5"),
         (["env.control_hz=7"], "multiple of control_hz"),
         (["env=3"], "env = 3"),
         (["seed"], "expected KEY=VALUE"),
-        (["train.algo=sb3", "env.backend=batched"], "train.algo = 'sb3' needs env.backend = 'bullet'"),
+        (["train.algo=sb3", "env.backend=twin"], "train.algo = 'sb3' needs env.backend = 'physics'"),
     ],
 )
 def test_bad_values_name_key_and_value(overrides, expected):

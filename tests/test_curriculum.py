@@ -27,7 +27,7 @@ def scripted_params() -> Params:
     return Params.model_validate(
         {
             "env": {
-                "backend": "bullet",
+                "backend": "physics",
                 "curriculum": {"threshold": 0.7, "window": 10, "start_level": 0, "max_level": 2},
             },
             "train": {

@@ -115,12 +115,12 @@ def test_chunked_workers_equal_to_in_process(engine_params, small_cache):
     """One worker process per core, each stepping a chunk; chunking changes no numbers."""
     import torch
 
-    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.envs.vec import PhysicsVecEnv, make_chunked_vec_env
     from rlcore.runtime.devices import cpu_cores
 
     cpu = torch.device("cpu")
-    sub = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
-    ref = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="dummy", seed=7)[0], cpu)
+    sub = PhysicsVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], cpu)
+    ref = PhysicsVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="dummy", seed=7)[0], cpu)
     try:
         assert sub.workers == (2 if cpu_cores() >= 2 else 0)
         assert torch.equal(sub.reset(), ref.reset())
@@ -138,12 +138,13 @@ def test_chunked_workers_equal_to_in_process(engine_params, small_cache):
 def test_chunked_workers_pinned_one_core_each(engine_params, small_cache):
     import torch
 
-    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.envs.vec import PhysicsVecEnv, make_chunked_vec_env
     from rlcore.runtime.devices import cpu_cores
 
     if cpu_cores() < 2:
         pytest.skip("one core: a single in-process chunk, nothing to pin")
-    sub = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)[0], torch.device("cpu"))
+    venv, _ = make_chunked_vec_env(engine_params, small_cache, 4, kind="auto", seed=7)
+    sub = PhysicsVecEnv(venv, torch.device("cpu"))
     try:
         cores = [os.sched_getaffinity(p.pid) for p in sub.venv.processes]
         assert all(len(c) == 1 for c in cores) and len(set.union(*cores)) == 2
@@ -158,14 +159,14 @@ def test_shared_memory_workers_equal_to_in_process(engine_params, small_cache, m
     import torch
 
     from rlcore.envs.shared_vec import SharedMemoryVecEnv
-    from rlcore.envs.vec import BulletVecEnv, make_chunked_vec_env
+    from rlcore.envs.vec import PhysicsVecEnv, make_chunked_vec_env
 
     cpu = torch.device("cpu")
     spawn_params = engine_params.model_copy(
         update={"hardware": engine_params.hardware.model_copy(update={"mp_start_method": method})}
     )
     shared = SharedMemoryVecEnv(spawn_params, small_cache, 5, cpu, seed=7, workers=2)
-    ref = BulletVecEnv(make_chunked_vec_env(engine_params, small_cache, 5, kind="dummy", seed=7)[0], cpu)
+    ref = PhysicsVecEnv(make_chunked_vec_env(engine_params, small_cache, 5, kind="dummy", seed=7)[0], cpu)
     try:
         assert shared.workers == 2 and (method != "spawn" or "spawn" in shared.note)
         shared.set_level(1)
@@ -224,7 +225,7 @@ def test_training_env_is_shared_memory_by_default(engine_params, small_cache):
     if cpu_cores() < 2:
         pytest.skip("one core: the envs run in-process")
     env = make_env(
-        engine_params.model_copy(update={"env": engine_params.env.model_copy(update={"backend": "bullet"})}),
+        engine_params.model_copy(update={"env": engine_params.env.model_copy(update={"backend": "physics"})}),
         small_cache,
         4,
         torch.device("cpu"),

@@ -127,7 +127,7 @@ def test_temp_experiment_and_documented_special_values(repo):
         "robot.ee_link=null",
         "robot.home=null",
         "targets.max_azimuth_deg=180",
-        "hardware.n_envs_batched=null",
+        "hardware.n_envs_twin=null",
         "hardware.vram_limit_mb=null",
         "train.n_envs=null",
         "train.minibatch_size=null",

@@ -14,7 +14,7 @@ TINY = {
     "targets": {"n": 300},
     "env": {"success_radius": 1.0},  # every episode succeeds: the target is reached at the first score
     "train": {"n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
-    "hardware": {"n_envs_batched": 64},
+    "hardware": {"n_envs_twin": 64},
 }
 
 

@@ -106,7 +106,7 @@ def test_placement_from_injected_timings():
     )
     assert (p.policy_device, p.env_device) == ("cuda:0", "cuda:0")
     assert p.vram_limit_mb == pytest.approx(8000 * cfg.vram_safety_fraction)
-    assert p.n_envs_batched >= 1024
+    assert p.n_envs_twin >= 1024
     # small MLP: CPU wins the update, GPU wins the env
     p = placement.choose_placement(
         _probes(),
@@ -130,9 +130,9 @@ def test_placement_from_injected_timings():
     assert any(r.startswith("directml: skipped") for r in p.reasons)
     # explicit override of limits and sizes
     p = placement.choose_placement(
-        _probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_batched=512)
+        _probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_twin=512)
     )
-    assert (p.policy_device, p.vram_limit_mb, p.n_envs_batched) == ("cuda:0", 1000, 512)
+    assert (p.policy_device, p.vram_limit_mb, p.n_envs_twin) == ("cuda:0", 1000, 512)
 
 
 def timings(cpu: float, gpu: float) -> dict[str, dict[str, float]]:
@@ -263,7 +263,7 @@ def test_hardware_json_is_byte_identical_across_runs(tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"run{i}" / "hardware.json"
-        proc = hardware_stage(out, "hardware.n_envs_batched=256", "train.minibatch_size=256")
+        proc = hardware_stage(out, "hardware.n_envs_twin=256", "train.minibatch_size=256")
         assert proc.returncode == 0, proc.stderr
         outs.append(out.read_bytes())
         assert json.loads(out.with_name("hardware_timings.json").read_text())["timings"]["cpu"]["update_s"] > 0
@@ -300,7 +300,7 @@ def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, mo
 
     params = small_params.model_copy(
         update={
-            "env": small_params.env.model_copy(update={"backend": "bullet"}),
+            "env": small_params.env.model_copy(update={"backend": "physics"}),
             "train": small_params.train.model_copy(update={"n_steps": 4}),
         }
     )

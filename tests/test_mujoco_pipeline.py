@@ -23,7 +23,7 @@ def repo(tmp_path_factory) -> Path:
     params = {
         **TINY_PARAMS,
         "env": {**TINY_PARAMS["env"], "physics": "auto" if NO_PYBULLET else "mujoco"},
-        # the PPO comparison steps MuJoCo envs through the bullet backend's vec env: CI's run without
+        # the PPO comparison steps MuJoCo envs through the physics backend's vec env: CI's run without
         # pybullet, where MuJoCo is the only engine, runs it; the main suite runs the twin's benchmark
         "report": {**TINY_PARAMS["report"], "benchmarks": ["ppo"] if NO_PYBULLET else ["batched"]},
     }

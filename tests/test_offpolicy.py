@@ -69,14 +69,14 @@ def test_episode_tally_sums_returns_per_env_until_each_episode_ends():
 @pytest.mark.parametrize(
     "sets, message",
     [
-        (["train.algo=sb3_sac"], "train.algo = 'sb3_sac' needs env.backend = 'bullet'"),
-        (["train.algo=sb3_dqn"], "train.algo = 'sb3_dqn' needs env.backend = 'bullet'"),
+        (["train.algo=sb3_sac"], "train.algo = 'sb3_sac' needs env.backend = 'physics'"),
+        (["train.algo=sb3_dqn"], "train.algo = 'sb3_dqn' needs env.backend = 'physics'"),
         (["train.algo=td3"], "train.algo"),
         (
-            ["env.backend=bullet", "train.dqn.actions=[[0.5,0,0]]"],
+            ["env.backend=physics", "train.dqn.actions=[[0.5,0,0]]"],
             "train.dqn.actions: row 0 has 3 values; each row needs 6",
         ),
-        (["env.backend=bullet", "train.dqn.actions=[[2,0,0,0,0,0]]"], "train.dqn.actions: row 0 leaves [-1, 1]"),
+        (["env.backend=physics", "train.dqn.actions=[[2,0,0,0,0,0]]"], "train.dqn.actions: row 0 leaves [-1, 1]"),
         (["train.sac.ent_coef=sometimes"], "train.sac.ent_coef"),
     ],
 )
@@ -134,7 +134,7 @@ def _small(small_params: Params, algo: str) -> Params:
         }
     )
     return small_params.model_copy(
-        update={"env": small_params.env.model_copy(update={"backend": "bullet"}), "train": train}
+        update={"env": small_params.env.model_copy(update={"backend": "physics"}), "train": train}
     )
 
 
@@ -187,7 +187,7 @@ def test_stage_trains_evaluates_and_logs_every_fixed_steps(algo, own, tiny_works
     root = tiny_workspace
     section = "sac" if algo == "sb3_sac" else "dqn"
     sets = [
-        "env.backend=bullet",
+        "env.backend=physics",
         f"train.algo={algo}",
         "train.n_envs=4",
         "train.vec_env=dummy",
@@ -221,7 +221,7 @@ LEARNING = {  # the defaults (docs/benchmarks.md: a 10-trial sweep each), for ab
 def easy_workspace(tmp_path_factory):
     params = {  # not TINY_PARAMS: its train.n_envs would override the algorithms' own
         "targets": {"n": 3000},
-        "env": {"backend": "bullet", "curriculum": {"start_level": 0, "max_level": 0}},
+        "env": {"backend": "physics", "curriculum": {"start_level": 0, "max_level": 0}},
     }
     return ready_workspace(tmp_path_factory.mktemp("easy"), params)
 

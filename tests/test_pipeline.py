@@ -44,7 +44,7 @@ def test_repro_writes_every_output(repo):
         assert (repo / path).is_file(), path
     train = json.loads((repo / "out/train.json").read_text())
     assert {"run_id", "steps", "fps", "wall_s", "device", "backend", "algo"} <= set(train)
-    assert train["steps"] >= 16384 and train["backend"] == "batched"
+    assert train["steps"] >= 16384 and train["backend"] == "twin"
     evaluation = json.loads((repo / "out/eval.json").read_text())
     assert {"success_rate", "success_rate_5cm", "final_distance_mm_median", "final_distance_mm_p90", "episodes"} <= set(
         evaluation
@@ -108,7 +108,7 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(repo):
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "targets.npz" and dataset_input.dataset.digest == cache_md5
     assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
-    assert tags["backend"] == "batched" and tags["algo"] == "rlcore"
+    assert tags["backend"] == "twin" and tags["algo"] == "rlcore"
     assert (
         tags["compile"]
         == "twin step: eager (train.compile=auto on cpu); policy forward: eager (train.compile=auto on cpu)"
@@ -225,7 +225,7 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path):
     (root / "out").mkdir()
     (root / "out/hardware.json").write_text(
         json.dumps(
-            {"decision": {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64}}
+            {"decision": {"policy_device": "cpu", "env_device": "cpu", "n_envs_physics": 2, "n_envs_twin": 64}}
         )
     )
     proc = stage("train", root, check=False)

@@ -30,7 +30,7 @@ def tiny_params(**train) -> Params:
         "checkpoint_every": 1,
         **train,
     }
-    return Params.model_validate({"robot": {"ee_link": "flange"}, "env": {"backend": "batched"}, "train": t})
+    return Params.model_validate({"robot": {"ee_link": "flange"}, "env": {"backend": "twin"}, "train": t})
 
 
 def test_gae_matches_slow_reference():

@@ -34,7 +34,7 @@ def test_no_benchmarks_gives_the_runs_own_report():
     train = {
         "run_id": "abc",
         "algo": "rlcore",
-        "backend": "batched",
+        "backend": "twin",
         "device": "cpu",
         "steps": 10,
         "wall_s": 1,

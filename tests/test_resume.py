@@ -1,4 +1,4 @@
-"""A resumed run equals an uninterrupted one on the batched backend (CPU): parameters, optimizer
+"""A resumed run equals an uninterrupted one on the twin backend (CPU): parameters, optimizer
 state, normaliser, curriculum, env episodes and the learning curve, bitwise."""
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ else:  # the README's test command has no bench extra; CI runs this file in its 
 
 TINY = {
     "targets": {"n": 300},
-    "env": {"backend": "batched"},
+    "env": {"backend": "twin"},
     "train": {"n_steps": 8, "actor_hidden": [32, 16], "critic_hidden": [24], "epochs": 2, "minibatches": 2},
 }
 

@@ -13,10 +13,10 @@ import pytest
 from tests.helpers import child_env, mini_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
-DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_bullet": 2, "n_envs_batched": 64, "reasons": []}
+DECISION = {"policy_device": "cpu", "env_device": "cpu", "n_envs_physics": 2, "n_envs_twin": 64, "reasons": []}
 TINY = {
     "targets": {"n": 300},
-    "env": {"backend": "batched", "success_radius": 1.0},  # config a: every episode succeeds
+    "env": {"backend": "twin", "success_radius": 1.0},  # config a: every episode succeeds
     "train": {"total_steps": 2048, "n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
     "eval": {"episodes": 6},
 }

@@ -127,11 +127,11 @@ def test_sb3_baseline_stage_logs_under_rlcore_names(tmp_path):
     root = copy_repo(tmp_path, TINY_PARAMS, git=False)
     stage("targets", root)
     stage("hardware", root)
-    sets = ["env.backend=bullet", "train.algo=sb3", "train.n_envs=4", "train.total_steps=2048"]
+    sets = ["env.backend=physics", "train.algo=sb3", "train.n_envs=4", "train.total_steps=2048"]
     out = stage("train", root, *[arg for s in sets for arg in ("--set", s)]).stdout
     assert "sb3 vec env: " in out and "measured faster for 4 envs here" in out
     result = json.loads((root / "out" / "train.json").read_text())
-    assert (result["algo"], result["backend"], result["steps"]) == ("sb3", "bullet", 2048)
+    assert (result["algo"], result["backend"], result["steps"]) == ("sb3", "physics", 2048)
     from mlflow.tracking import MlflowClient
 
     from rlcore.tracking import runs as tracking
@@ -153,7 +153,7 @@ def test_learning_on_easy_targets(tmp_path):
     params = {
         **TINY_PARAMS,
         "targets": {"n": 3000},
-        "env": {"backend": "batched", "curriculum": {"start_level": 0, "max_level": 0}},
+        "env": {"backend": "twin", "curriculum": {"start_level": 0, "max_level": 0}},
         "train": {
             "total_steps": 600_000,
             "n_envs": 256,

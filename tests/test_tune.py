@@ -25,15 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DECISION_JSON = {  # out/hardware.json's decision
     "policy_device": "cpu",
     "env_device": "cpu",
-    "n_envs_bullet": 2,
-    "n_envs_batched": 64,
+    "n_envs_physics": 2,
+    "n_envs_twin": 64,
     "vram_limit_mb": "unknown",
     "reasons": [],
 }
 DECISION = Placement.from_dict(DECISION_JSON)
 TINY = {
     "targets": {"n": 300},
-    "env": {"backend": "batched"},
+    "env": {"backend": "twin"},
     "train": {"n_steps": 8, "actor_hidden": [16, 16], "critic_hidden": [16, 16], "epochs": 2},
     "tune": {
         "objective": "success_after_steps",
@@ -269,7 +269,7 @@ def test_tuner_trains_what_train_algo_names(workdir):
     from rlcore.pipeline.train import SetupError
     from rlcore.tracking import runs as tracking
 
-    sets = ["env.backend=bullet", "train.algo=sb3_dqn", "train.dqn.hidden=[16]", "train.dqn.learning_starts=256"]
+    sets = ["env.backend=physics", "train.algo=sb3_dqn", "train.dqn.hidden=[16]", "train.dqn.learning_starts=256"]
     sets += ["train.log_every_steps=512"]
     params = validate(apply_overrides(load_params(workdir / "params.yaml").model_dump(), sets))
     space = {"train.dqn.action_scale": SearchDim(type="float", low=0.2, high=0.8)}

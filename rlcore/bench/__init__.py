@@ -3,7 +3,7 @@
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
            SubprocVecEnv over n_envs
-- vec:     the bullet backend's vector envs at 64 envs: shared memory (the default), SB3's
+- vec:     the physics backend's vector envs at 64 envs: shared memory (the default), SB3's
            SubprocVecEnv pipes over the same chunks, one in-process chunk; raw steps/s and parallel
            efficiency
 - batched: the batched twin's env steps/s and memory per env, on each usable device

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
         )
     if args.what in ("vec", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_bullet or placement.BULLET_ENVS])[0]
+        n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
         table = vec_table(params, n, args.steps or 8192, args.rounds)
         cols = [
             ("vec env", "kind", "s"),
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]
         print_table("Seconds to start PyBullet worker processes", table, cols)
     if args.what in ("ppo", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_bullet or placement.BULLET_ENVS])[0]
+        n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
         for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
             print(line)
 

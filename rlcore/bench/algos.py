@@ -22,11 +22,11 @@ from rlcore.pipeline.placement import Placement
 from rlcore.stats import wilson_interval
 
 ROWS: dict[str, list[str]] = {
-    "rlcore PPO": ["env.backend=bullet", "train.algo=rlcore"],
-    "SB3 PPO": ["env.backend=bullet", "train.algo=sb3"],
-    "SB3 SAC": ["env.backend=bullet", "train.algo=sb3_sac"],
-    "SB3 DQN": ["env.backend=bullet", "train.algo=sb3_dqn"],
-    "rlcore PPO, twin": ["env.backend=batched", "train.algo=rlcore"],
+    "rlcore PPO": ["env.backend=physics", "train.algo=rlcore"],
+    "SB3 PPO": ["env.backend=physics", "train.algo=sb3"],
+    "SB3 SAC": ["env.backend=physics", "train.algo=sb3_sac"],
+    "SB3 DQN": ["env.backend=physics", "train.algo=sb3_dqn"],
+    "rlcore PPO, twin": ["env.backend=twin", "train.algo=rlcore"],
 }
 LOG_EVERY_STEPS = 1000
 # DQN's epsilon falls over exploration_fraction of total_steps; with no step limit here, of this

@@ -86,7 +86,7 @@ def compare_ppo(
 
     params = params.model_copy(
         update={
-            "env": params.env.model_copy(update={"backend": "bullet"}),
+            "env": params.env.model_copy(update={"backend": "physics"}),
             "train": params.train.model_copy(update={"lr_schedule": "constant", "target_kl": None}),
         }
     )

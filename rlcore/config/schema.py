@@ -64,7 +64,8 @@ class CurriculumConfig(Section):
 
 
 class EnvConfig(Section):
-    backend: Literal["bullet", "batched"] = "batched"  # "bullet": the physics engine of `physics`
+    # twin: the batched on-device torch twin | physics: envs of the engine `physics` names, in workers
+    backend: Literal["twin", "physics"] = "twin"
     physics: Literal["auto", "pybullet", "mujoco"] = "auto"  # auto: PyBullet where it imports, else MuJoCo
     control_hz: int = Field(30, ge=1, le=500)
     episode_steps: int = Field(60, ge=1, le=10_000)
@@ -76,6 +77,17 @@ class EnvConfig(Section):
     eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
     reward: RewardConfig = RewardConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _old_backend_names(cls, value: object) -> object:
+        """The names before the engine got its own key: one line naming the new value."""
+        renamed = {"bullet": "physics", "batched": "twin"}
+        if isinstance(value, str) and value in renamed:
+            raise ValueError(
+                f"{value!r} is now {renamed[value]!r} (twin | physics; the engine itself is env.physics)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _rates_divide(self) -> EnvConfig:
@@ -90,8 +102,8 @@ class HardwareConfig(Section):
     device: str = "auto"  # auto, cpu, cuda, cuda:N, directml, directml:N, mps
     vram_limit_mb: float | None = Field(None, gt=0)
     vram_safety_fraction: float = Field(0.8, gt=0.0, le=1.0)
-    n_envs_bullet: int | None = Field(None, ge=1, le=256)  # None: placement.BULLET_ENVS (64)
-    n_envs_batched: int | None = Field(None, ge=1, le=1 << 22)
+    n_envs_physics: int | None = Field(None, ge=1, le=256)  # None: placement.BULLET_ENVS (64)
+    n_envs_twin: int | None = Field(None, ge=1, le=1 << 22)
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
     # PyBullet worker processes: auto = forkserver where the OS has it, else spawn (Windows)
     mp_start_method: Literal["auto", "forkserver", "spawn", "fork"] = "auto"

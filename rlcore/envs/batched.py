@@ -83,7 +83,7 @@ class BatchedReachEnv:
         self._none = torch.zeros(n, dtype=torch.bool, device=self.device)
         self._advance = self._physics  # compile() may swap in a compiled copy
 
-    # -- API shared with the PyBullet adapter (rlcore.envs.vec.BulletVecEnv) -------------------
+    # -- API shared with the PyBullet adapter (rlcore.envs.vec.PhysicsVecEnv) -------------------
     def set_level(self, level: int) -> None:
         self.level = int(level)
 

@@ -15,7 +15,7 @@ def make_env(
 ) -> Any:
     """The training env for `env.backend`: the batched twin on `device`, or physics-engine envs in
     worker processes (PyBullet or MuJoCo, by `env.physics`). Both give the same tensor API."""
-    if params.env.backend == "batched":
+    if params.env.backend == "twin":
         from rlcore.envs.batched import BatchedReachEnv
 
         return BatchedReachEnv(params, targets, n_envs, device, mode=mode, seed=seed)

@@ -26,7 +26,7 @@ import torch
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
-from rlcore.envs.vec import BulletVecEnv, ChunkEnv, make_chunked_vec_env
+from rlcore.envs.vec import ChunkEnv, PhysicsVecEnv, make_chunked_vec_env
 from rlcore.runtime.oscompat import cpu_list, preload_for_forkserver, resolve_start_method
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _worker(
 
 class SharedMemoryVecEnv:
     """n_envs physics envs over worker processes and one shared memory block, behind the tensor
-    API of rlcore.envs.task (the same as BatchedReachEnv and BulletVecEnv)."""
+    API of rlcore.envs.task (the same as BatchedReachEnv and PhysicsVecEnv)."""
 
     def __init__(
         self,
@@ -238,7 +238,7 @@ def make_physics_vec_env(
     seed: int = 0,
     workers: int | None = None,
 ) -> Any:
-    """The bullet backend's envs by `train.vec_env`: "shared" (worker processes on one shared
+    """the physics backend's envs by `train.vec_env`: "shared" (worker processes on one shared
     memory block, rlcore.envs.shared_vec), "subproc" (SB3's SubprocVecEnv pipes, chunked), "dummy"
     (in-process), or "auto": shared memory when there is more than one core, falling back to
     in-process with the reason when worker processes cannot start."""
@@ -252,6 +252,6 @@ def make_physics_vec_env(
                 raise
             log.warning("shared-memory env workers could not start (%s); running the envs in-process", err)
             venv, _ = make_chunked_vec_env(params, targets, n_envs, "dummy", mode, seed)
-            return BulletVecEnv(venv, device, f"dummy (workers failed: {str(err).splitlines()[0]})")
+            return PhysicsVecEnv(venv, device, f"dummy (workers failed: {str(err).splitlines()[0]})")
     venv, note = make_chunked_vec_env(params, targets, n_envs, kind=kind, mode=mode, seed=seed, workers=workers)
-    return BulletVecEnv(venv, device, note)
+    return PhysicsVecEnv(venv, device, note)

@@ -175,7 +175,7 @@ def make_chunked_vec_env(
     return _subproc_or_dummy(fns, in_process, kind, f"subproc ({workers} workers)", params.hardware.mp_start_method)
 
 
-class BulletVecEnv:
+class PhysicsVecEnv:
     """PyBullet envs behind the same tensor API as BatchedReachEnv: one batched transfer each
     way per step (actions to the host, observations and rewards back to the device)."""
 

@@ -28,8 +28,8 @@ class Placement:
 
     policy_device: str
     env_device: str
-    n_envs_bullet: int
-    n_envs_batched: int
+    n_envs_physics: int
+    n_envs_twin: int
     vram_limit_mb: float | None
     reasons: list[str]
 
@@ -43,7 +43,7 @@ class Placement:
         """A decision as out/hardware.json holds it; ValueError naming what is missing or wrong."""
         if not isinstance(data, dict):
             raise ValueError(f"'decision' is a {type(data).__name__}, not a mapping")
-        missing = [k for k in ("policy_device", "env_device", "n_envs_bullet", "n_envs_batched") if k not in data]
+        missing = [k for k in ("policy_device", "env_device", "n_envs_physics", "n_envs_twin") if k not in data]
         if missing:
             raise ValueError(f"'decision' lacks {', '.join(missing)}")
         limit = data.get("vram_limit_mb")
@@ -51,8 +51,8 @@ class Placement:
             return cls(
                 str(data["policy_device"]),
                 str(data["env_device"]),
-                int(data["n_envs_bullet"]),
-                int(data["n_envs_batched"]),
+                int(data["n_envs_physics"]),
+                int(data["n_envs_twin"]),
                 None if limit in (None, "unknown") else float(limit),
                 list(data.get("reasons", [])),
             )
@@ -61,7 +61,7 @@ class Placement:
 
     def n_envs_for(self, backend: str) -> int:
         """The envs this machine runs best for an env backend."""
-        return self.n_envs_batched if backend == "batched" else self.n_envs_bullet
+        return self.n_envs_twin if backend == "twin" else self.n_envs_physics
 
 
 def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
@@ -182,8 +182,8 @@ def choose_placement(
             usable, timings, "env_sample_s", cfg.gpu_margin, reasons, "batched env", previous.get("env_device")
         )
     limit = vram_limit(usable[env], cfg)
-    n_bullet = cfg.n_envs_bullet or BULLET_ENVS
-    n_batched = cfg.n_envs_batched or _default_batched_envs(env, limit, bytes_per_env)
+    n_bullet = cfg.n_envs_physics or BULLET_ENVS
+    n_batched = cfg.n_envs_twin or _default_batched_envs(env, limit, bytes_per_env)
     return Placement(policy, env, n_bullet, n_batched, limit, reasons)
 
 
@@ -198,7 +198,7 @@ def vram_limit(probe: Probe, cfg: HardwareConfig) -> float | None:
 
 def batched_envs_for(probe: Probe, cfg: HardwareConfig, bytes_per_env: float) -> int:
     """The batched twin's n_envs if `probe`'s device were chosen (what placement times there)."""
-    return cfg.n_envs_batched or _default_batched_envs(probe.device, vram_limit(probe, cfg), bytes_per_env)
+    return cfg.n_envs_twin or _default_batched_envs(probe.device, vram_limit(probe, cfg), bytes_per_env)
 
 
 def _fastest(
@@ -228,7 +228,7 @@ def _fastest(
 
 
 def _default_batched_envs(device: str, limit_mb: float | None, bytes_per_env: float) -> int:
-    """Envs for the batched backend: a CPU sweet spot, or the power of two whose memory fits a
+    """Envs for the twin backend: a CPU sweet spot, or the power of two whose memory fits a
     quarter of the VRAM limit (the rest is for the network, minibatches and the allocator)."""
     if device == "cpu" or limit_mb is None:
         return CPU_BATCHED_ENVS

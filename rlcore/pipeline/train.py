@@ -70,7 +70,7 @@ def resolve(params: Params, decision: Placement) -> tuple[Params, Resolved]:
     """Pick devices and n_envs; apply the VRAM limit to a memory need on the device (stop, or
     shrink with train.auto_fit)."""
     algorithm = algorithm_for(params)
-    batched = params.env.backend == "batched"
+    batched = params.env.backend == "twin"
     policy_device = decision.policy_device
     env_device = decision.env_device if batched else "cpu"
     n_envs = algorithm.n_envs(params, decision.n_envs_for(params.env.backend))
@@ -144,7 +144,7 @@ def cpu_threads(params: Params) -> None:
     """Torch's CPU threads: every core for the batched twin; one with physics-engine workers,
     which own the cores while they step (torch's spinning threads would steal their time). The
     trainer gives the update every core again, while the workers sleep."""
-    torch.set_num_threads(1 if params.env.backend == "bullet" else devices.cpu_cores())
+    torch.set_num_threads(1 if params.env.backend == "physics" else devices.cpu_cores())
 
 
 def train(

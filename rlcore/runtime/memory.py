@@ -50,7 +50,7 @@ def estimate_memory(
     t = params.train
     batch = batch or minibatch_size(params, n_envs)
     if batched_env is None:
-        batched_env = params.env.backend == "batched"
+        batched_env = params.env.backend == "twin"
     # rollout storage: obs, actions and 6 per-sample scalars (log-prob, reward, done, value,
     # return, advantage), plus the flattened copies the update indexes into
     per_sample = obs_dim + act_dim + 6

@@ -18,9 +18,9 @@ from rlcore.policy.networks import RunningNorm
 
 
 def check_physics_backend(name: str, params: Params) -> None:
-    """SB3 drives the physics engines' envs only (it has no batched twin)."""
-    if params.env.backend != "bullet":
-        raise ConfigError(f"train.algo = {name!r} needs env.backend = 'bullet' (SB3 has no batched backend)")
+    """SB3 drives the physics engines' envs only, not the twin."""
+    if params.env.backend != "physics":
+        raise ConfigError(f"train.algo = {name!r} needs env.backend = 'physics' (SB3 does not drive the twin)")
 
 
 def normalised_vec_env(
