@@ -12,102 +12,16 @@ same episodes; times the controller per step; writes out/export.json. Into the M
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.envs.engines import LABELS, engine_of  # noqa: E402
-from rlcore.envs.targets import TargetCacheError  # noqa: E402
-from rlcore.pipeline import train as runs  # noqa: E402
-from rlcore.pipeline.cli import StageError, run_stage, stage_parser, workspace  # noqa: E402
-
-TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a fraction of the velocity limit
-
-
-def main(args, params) -> None:
-    from rlcore.pipeline.evaluate import evaluate, evaluate_controller
-    from rlcore.policy import onnx_export as export
-    from rlcore.policy.controller import Controller
-    from rlcore.policy.file import load_policy
-    from rlcore.robots.chain import read_chain
-
-    root = workspace()
-    model_path = root / "models" / "policy.pt"
-    if not model_path.is_file():
-        raise StageError(f"model {model_path} is missing: run `dvc repro train` first")
-    policy, bundle = load_policy(str(model_path))
-    try:
-        targets = runs.load_targets(params, root)
-    except TargetCacheError as err:
-        raise StageError(str(err)) from None
-    chain = read_chain(params.robot.urdf, params.robot.ee_link)
-    onnx_path = root / args.onnx
-    method = None if params.export.exporter == "auto" else params.export.exporter
-    used = export.export_onnx(bundle, chain, params.env.control_hz, onnx_path, method)
-    obs = export.parity_observations(bundle, params, targets, params.export.parity_observations, params.seed)
-    diff = export.parity(bundle, onnx_path, obs)
-    print(f"wrote {args.onnx} ({used} exporter, opset {export.OPSET}, {onnx_path.stat().st_size / 1024:.0f} KB)")
-    print(
-        f"  onnxruntime vs torch on {diff['observations']:,} observations: action {diff['max_abs_action']:.1e}, "
-        f"command {diff['max_abs_velocity_over_limit']:.1e} of the velocity limit (tolerance {TOLERANCE:.0e})"
-    )
-    if max(diff["max_abs_action"], diff["max_abs_velocity_over_limit"]) > TOLERANCE:
-        raise StageError(f"{args.onnx} does not match the torch policy within {TOLERANCE:.0e}: {diff}")
-    controller = Controller(onnx_path)
-    result = {
-        "exporter": used,
-        "opset": export.OPSET,
-        **diff,
-        **{f"latency_{k}": v for k, v in controller.latency().items()},
-    }
-    episodes = params.export.controller_episodes
-    if episodes:
-        torch_metrics, _ = evaluate(policy, params, targets, episodes, params.eval.seed)
-        ctl_metrics, _ = evaluate_controller(controller, params, targets, episodes, params.eval.seed)
-        for name, metrics in (("torch", torch_metrics), ("controller", ctl_metrics)):
-            for key in ("success_rate", "success_rate_ci_low", "success_rate_ci_high"):
-                result[f"{name}_{key}"] = metrics[key]
-        result["controller_episodes"] = episodes
-        print(
-            f"  controller in {LABELS[engine_of(params)]}, {episodes} held-out episodes: "
-            f"{ctl_metrics['success_rate']:.1%} "
-            f"(torch policy on the same episodes: {torch_metrics['success_rate']:.1%})"
-        )
-    print(f"  controller step at batch 1: p50 {result['latency_p50_ms']:.3f} ms, p99 {result['latency_p99_ms']:.3f} ms")
-    out = root / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({k: (round(v, 9) if isinstance(v, float) else v) for k, v in result.items()}, indent=2) + "\n"
-    )
-    log_to_mlflow(root, onnx_path, obs[:1], result, params)
-
-
-def log_to_mlflow(root: Path, onnx_path: Path, example, result: dict, params) -> None:
-    """The model into the train stage's run (onnx flavor), registered when it is good enough."""
-    from rlcore.tracking import runs as tracking
-    from rlcore.tracking.registry import MODEL_NAME, log_onnx_model
-
-    train_json, eval_json = root / "out" / "train.json", root / "out" / "eval.json"
-    run_id = json.loads(train_json.read_text()).get("run_id") if train_json.is_file() else None
-    if not run_id:
-        print("  no MLflow run in out/train.json: the model is not logged")
-        return
-    success = json.loads(eval_json.read_text()).get("success_rate") if eval_json.is_file() else None
-    logged = log_onnx_model(run_id, onnx_path, example, success, params.export.register_min_success)
-    metrics = {f"export_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
-    tracking.log_results(run_id, metrics, [(root / "out" / "export.json", "export")], None, "logging the export")
-    print(f"  logged {logged['model_uri']} into MLflow run {run_id}; runs table: {tracking.runs_url()}")
-    if logged["version"]:
-        champion = "now the champion" if logged["champion"] else "the champion stays"
-        print(f"  registered {MODEL_NAME} version {logged['version']} ({champion})")
-    else:
-        print(f"  not registered: {logged['not_registered']}")
-
+from rlcore.pipeline.cli import run_stage, stage_parser  # noqa: E402
+from rlcore.pipeline.export_stage import export_stage  # noqa: E402
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--onnx", default="models/policy.onnx")
     parser.add_argument("--out", default="out/export.json")
-    run_stage(main, parser.parse_args(), logs_to_mlflow="export")
+    run_stage(export_stage, parser.parse_args(), logs_to_mlflow="export")

@@ -18,7 +18,7 @@ TOLERANCE_RANDOM_M = 0.03
 
 
 def twin_like(bullet: ReachEnv, params, n=1) -> BatchedReachEnv:
-    twin = BatchedReachEnv(params, None, n, "cpu")
+    twin = BatchedReachEnv(params.env, params.robot, None, n, "cpu")
     twin.reset()
     q, _ = bullet.arm.joint_state()
     twin.q = torch.tensor(q, dtype=torch.float32).repeat(n, 1)
@@ -31,7 +31,7 @@ def twin_like(bullet: ReachEnv, params, n=1) -> BatchedReachEnv:
 
 @pytest.mark.parametrize(("seed", "smooth"), [(0, True), (1, True), (2, True), (0, False), (1, False)])
 def test_trajectory_agrees_with_pybullet(small_params, small_cache, seed, smooth):
-    bullet = ReachEnv(small_params, small_cache)
+    bullet = ReachEnv(small_params.env, small_params.robot, small_cache)
     bullet.reset(seed=seed)
     twin = twin_like(bullet, small_params)
     rng = np.random.default_rng(seed)
@@ -52,7 +52,7 @@ def test_trajectory_agrees_with_pybullet(small_params, small_cache, seed, smooth
 
 
 def test_observation_and_reward_agree_on_identical_states(small_params, small_cache):
-    bullet = ReachEnv(small_params, small_cache)
+    bullet = ReachEnv(small_params.env, small_params.robot, small_cache)
     obs_b, _ = bullet.reset(seed=3)
     twin = twin_like(bullet, small_params)
     obs_t = twin._observe()[0][0].numpy()
@@ -67,7 +67,7 @@ def test_observation_and_reward_agree_on_identical_states(small_params, small_ca
 
 
 def test_auto_reset_after_episode_length(small_params, small_cache):
-    twin = BatchedReachEnv(small_params, small_cache, 8, "cpu")
+    twin = BatchedReachEnv(small_params.env, small_params.robot, small_cache, 8, "cpu")
     first = twin.reset()
     targets0 = twin.target.clone()
     for t in range(small_params.env.episode_steps):
@@ -82,7 +82,7 @@ def test_auto_reset_after_episode_length(small_params, small_cache):
 
 
 def test_targets_respect_split_and_curriculum(small_cache, small_params):
-    twin = BatchedReachEnv(small_params, small_cache, 4096, "cpu")
+    twin = BatchedReachEnv(small_params.env, small_params.robot, small_cache, 4096, "cpu")
     train_pos = {tuple(p) for p in small_cache.positions[small_cache.indices("train", 0)]}
     held = {tuple(p) for p in small_cache.positions[small_cache.indices("heldout")]}
     twin.set_level(0)
@@ -99,7 +99,7 @@ def test_targets_respect_split_and_curriculum(small_cache, small_params):
 
 
 def test_no_cache_targets_are_reachable(small_params):
-    twin = BatchedReachEnv(small_params, None, 64, "cpu")
+    twin = BatchedReachEnv(small_params.env, small_params.robot, None, 64, "cpu")
     twin.reset()
     assert twin.target.norm(dim=1).max().item() < 1.2  # within the arm's reach
 
@@ -109,14 +109,14 @@ def test_step_reward_and_success_agree_with_pybullet(small_params, small_cache):
     whose episode ends at this step, holding still (action 0) after a previous action, the twin's
     reward, done and success flags equal PyBullet's, for targets inside and outside the radius."""
     cfg = small_params.env
-    bullet = ReachEnv(small_params, small_cache)
+    bullet = ReachEnv(small_params.env, small_params.robot, small_cache)
     bullet.reset(seed=0)
     rng = np.random.default_rng(7)
     radii = [0.004, 0.012, 0.016, 0.026, 0.05, 0.2]  # away from the 2 cm edge by > the arm's sag
     n = 48
     q = rng.uniform(bullet.arm.lower * 0.8, bullet.arm.upper * 0.8, size=(n, 6))
     prev = rng.uniform(-1, 1, size=(n, 6)).astype(np.float32)
-    twin = BatchedReachEnv(small_params, None, n, "cpu")
+    twin = BatchedReachEnv(small_params.env, small_params.robot, None, n, "cpu")
     twin.reset()
     flange = twin.fk.ee_position(torch.tensor(q, dtype=torch.float32)).numpy()
     direction = rng.normal(size=(n, 3))

@@ -28,8 +28,8 @@ def tiny(params):
 
 def test_compiled_twin_and_policy_match_eager(small_params, small_cache):
     params = tiny(small_params)
-    eager_env = BatchedReachEnv(params, small_cache, 64, CPU, seed=3)
-    fast_env = BatchedReachEnv(params, small_cache, 64, CPU, seed=3)
+    eager_env = BatchedReachEnv(params.env, params.robot, small_cache, 64, CPU, seed=3)
+    fast_env = BatchedReachEnv(params.env, params.robot, small_cache, 64, CPU, seed=3)
     before = compiled_frames()
     assert fast_env.compile("on") == "twin step: compiled"
     assert compiled_frames() > before, "torch.compile fell back to eager for the twin step"
@@ -48,7 +48,8 @@ def test_compiled_twin_and_policy_match_eager(small_params, small_cache):
 
     # the policy forward: the same means and values, before and after an update changes the weights
     on = params.model_copy(update={"train": params.train.model_copy(update={"compile": "on"})})
-    trainer = Trainer(on, BatchedReachEnv(on, small_cache, 64, CPU), CPU, capabilities(CPU), None, small_cache.n_levels)
+    env = BatchedReachEnv(on.env, on.robot, small_cache, 64, CPU)
+    trainer = Trainer(on, env, CPU, capabilities(CPU), None, small_cache.n_levels)
     assert trainer.compile_notes == ["twin step: compiled", "policy forward: compiled"]
     obs = torch.randn(64, eager_env.obs_dim, generator=gen)
     for _ in range(2):

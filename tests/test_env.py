@@ -32,13 +32,13 @@ def ReachEnv(engine_params):  # noqa: N802 - the engine's env class, under the n
 
 @pytest.fixture
 def env(ReachEnv, engine_params, small_cache):  # noqa: N803
-    e = ReachEnv(engine_params, small_cache)
+    e = ReachEnv(engine_params.env, engine_params.robot, small_cache)
     yield e
     e.close()
 
 
 def test_check_env_and_registration(ReachEnv, engine_params, small_cache):  # noqa: N803
-    check_env(ReachEnv(engine_params, small_cache), skip_render_check=True)
+    check_env(ReachEnv(engine_params.env, engine_params.robot, small_cache), skip_render_check=True)
     registered = gym.make(ENV_ID if ReachEnv.engine == "pybullet" else MUJOCO_ENV_ID)
     assert registered.unwrapped.engine == ReachEnv.engine
     obs, _ = registered.reset(seed=0)
@@ -48,7 +48,7 @@ def test_check_env_and_registration(ReachEnv, engine_params, small_cache):  # no
 
 def test_seeding_gives_identical_episodes(ReachEnv, engine_params, small_cache):  # noqa: N803
     def episode(seed):
-        e = ReachEnv(engine_params, small_cache)
+        e = ReachEnv(engine_params.env, engine_params.robot, small_cache)
         obs, _ = e.reset(seed=seed)
         rng = np.random.default_rng(123)
         trace = [obs]
@@ -102,7 +102,7 @@ def test_success_logic_and_no_termination(env):
 
 
 def test_render_shows_target(ReachEnv, engine_params, small_cache):  # noqa: N803
-    e = ReachEnv(engine_params, small_cache, render_mode="rgb_array")
+    e = ReachEnv(engine_params.env, engine_params.robot, small_cache, render_mode="rgb_array")
     e.reset(seed=0)
     frame = e.render()
     assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8

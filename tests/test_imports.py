@@ -149,7 +149,7 @@ p = Params()
 p = p.model_copy(update={{"targets": p.targets.model_copy(update={{"n": 300}}),
                          "train": p.train.model_copy(update={{"n_steps": 4, "actor_hidden": [16, 16]}})}})
 targets = TargetCache.load({str(tmp_path / "targets.npz")!r}, p)
-env = BatchedReachEnv(p, targets, 32, torch.device("cpu"))
+env = BatchedReachEnv(p.env, p.robot, targets, 32, torch.device("cpu"))
 trainer = Trainer(p, env, torch.device("cpu"), hw.capabilities(torch.device("cpu")), None, targets.n_levels)
 print("steps", trainer.train(progress=False, total_steps=512)["steps"])
 """

@@ -46,8 +46,8 @@ def test_trajectories_agree_from_identical_states_and_commands(mode, pybullet_to
     """Random commands for 5 episodes from the same start: MuJoCo's flange follows the twin's
     kinematic replay of the tracking law within 1 mm, and PyBullet's within `pybullet_tol` (m)."""
     params = Params()
-    mj, pb = MujocoReachEnv(params, mode=mode), ReachEnv(params, mode=mode)
-    twin = BatchedReachEnv(params, None, 1, "cpu", mode=mode)
+    mj, pb = MujocoReachEnv(params.env, params.robot, mode=mode), ReachEnv(params.env, params.robot, mode=mode)
+    twin = BatchedReachEnv(params.env, params.robot, None, 1, "cpu", mode=mode)
     rng = np.random.default_rng(0)
     worst_twin = worst_pb = 0.0
     for episode in range(5):

@@ -97,7 +97,7 @@ def test_running_norm_matches_full_statistics():
 
 
 def make_trainer(params, tmp_path=None, n_envs=16):
-    env = BatchedReachEnv(params, None, n_envs, "cpu", seed=params.seed)
+    env = BatchedReachEnv(params.env, params.robot, None, n_envs, "cpu", seed=params.seed)
     return Trainer(params, env, torch.device("cpu"), DML_CAPS, tmp_path, n_levels=1)
 
 

@@ -183,11 +183,12 @@ def test_learning_on_easy_targets(tmp_path):
 def test_sizes_over_the_vram_limit_stop_or_shrink():
     from rlcore.pipeline import train as runs
     from rlcore.pipeline.placement import Placement
+    from rlcore.robots.chain import chain_of
     from rlcore.runtime.memory import estimate_memory
 
     decision = Placement("cuda:0", "cuda:0", 16, 65536, 100.0, [])
     params = Params.model_validate({"robot": {"ee_link": "flange"}})
-    assert estimate_memory(params, 65536).total_mb > 100
+    assert estimate_memory(params.train, chain_of(params.robot), 65536).total_mb > 100
     with pytest.raises(runs.SetupError, match=r"exceeds the VRAM limit 100 MB .*largest that fit: train.n_envs=\d+"):
         runs.resolve(params, decision)
     fitted, res = runs.resolve(

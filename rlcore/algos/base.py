@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol, TypedDict
 
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
+from rlcore.robots.chain import chain_of
 from rlcore.runtime.memory import estimate_memory, minibatch_size
 
 
@@ -119,7 +120,9 @@ class PpoSizing:
         return params.train.n_envs or decided
 
     def minibatch(self, params: Params, n_envs: int) -> int:
-        return minibatch_size(params, n_envs)
+        return minibatch_size(params.train, n_envs)
 
     def memory(self, params: Params, n_envs: int) -> Memory:
-        return Memory(estimate_memory(params, n_envs).total_mb, on_device=True)
+        chain = chain_of(params.robot)
+        twin = params.env.backend == "twin"
+        return Memory(estimate_memory(params.train, chain, n_envs, twin=twin).total_mb, on_device=True)

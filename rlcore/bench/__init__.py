@@ -1,5 +1,7 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
-`python -m rlcore.bench {envs,vec,batched,batched-ppo,update,compile,ppo,workers,gpu,seeds,rsl,all}`.
+`python -m rlcore.bench COMMAND [options]`, COMMAND one of envs, vec, batched, batched-ppo, update,
+compile, ppo, workers, gpu, seeds, rsl, algos, all (`python -m rlcore.bench COMMAND --help` lists
+its options; the commands are a table in rlcore/bench/__main__.py).
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
            SubprocVecEnv over n_envs
@@ -21,6 +23,8 @@
 - rsl:     rlcore PPO vs rsl_rl PPO on the batched twin, same network and schedule, per usable
            device: steps/s and held-out success after equal wall time (rlcore.bench.rsl; needs
            the `bench` extra)
+- algos:   every registered algorithm for the same minutes on the same env, held-out success
+           over training time (rlcore.bench.algos)
 - seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
            (rlcore.bench.seeds)
 

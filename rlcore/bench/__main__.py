@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from rlcore.pipeline.params import load_params
 from rlcore.runtime import probes as hw
 
 
+@cache
 def usable_devices() -> list[str]:
     return [p.device for p in hw.probe_all() if p.usable]
 
@@ -40,121 +44,85 @@ def print_table(title: str, table: dict[str, Any], columns: list[tuple[str, str,
     print()
 
 
-def main(argv: list[str] | None = None) -> None:
-    from rlcore.config.schema import ConfigError
-    from rlcore.pipeline.cli import positive_int, stage_parser
+def run_envs(args: argparse.Namespace, params: Params) -> None:
+    table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
+    cols = [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")]
+    print_table("PyBullet env steps/s", table, cols)
 
-    parser = stage_parser(DOC)
-    parser.prog, parser.formatter_class = "python -m rlcore.bench", argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "what",
-        choices=[
-            *("envs", "vec", "batched", "batched-ppo", "update", "compile", "ppo"),
-            *("workers", "gpu", "seeds", "rsl", "algos", "all"),
-        ],
-    )
-    parser.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
-    parser.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
-    parser.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
-    from rlcore.bench.seeds import add_arguments, run_command
 
-    add_arguments(parser)
-    gpu_options = parser.add_argument_group("gpu")
-    gpu_options.add_argument("--out", default="out/gpu_bench.json", help="gpu: the JSON it writes")
-    gpu_options.add_argument(
-        "--budget-steps", type=positive_int, default=20_000_000, help="gpu: most training steps to the target"
-    )
-    rsl_options = parser.add_argument_group("rsl")
-    rsl_options.add_argument(
-        "--budget-s", type=float, default=60.0, help="rsl: seconds of training per PPO and device (60)"
-    )
-    algos_options = parser.add_argument_group("algos")
-    algos_options.add_argument(
-        "--minutes", type=float, default=10.0, help="algos: minutes of training per algorithm and seed (10)"
-    )
-    algos_options.add_argument(
-        "--algos", nargs="+", default=None, help="algos: rows to run (default all: " + ", ".join(ALGO_ROWS) + ")"
-    )
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
-    except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
-    if args.what == "seeds":
-        run_command(args, params)
-        return
-    if args.what == "gpu":
-        run_gpu(args, params)
-        return
-    if args.what == "rsl":
-        run_rsl(args, params)
-        return
-    if args.what == "algos":
-        run_algos(args, params)
-        return
-    if args.what in ("envs", "all"):
-        table = env_table(params, args.n_envs or [1, 2, 4, 8], args.steps or 4000, args.rounds)
-        print_table(
-            "PyBullet env steps/s",
-            table,
-            [("vec env", "kind", "s"), ("n_envs", "n_envs", "d"), ("steps/s", "fps", ",.0f")],
-        )
-    if args.what in ("vec", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
-        table = vec_table(params, n, args.steps or 8192, args.rounds)
-        cols = [
-            ("vec env", "kind", "s"),
-            ("n_envs", "n_envs", "d"),
-            ("steps/s", "fps", ",.0f"),
-            ("efficiency", "efficiency", ".0%"),
-        ]
-        print_table(f"Training vec envs, raw steps/s (efficiency: of {table['cores']} cores x single env)", table, cols)
-    devices = usable_devices() if args.what in ("batched", "batched-ppo", "update", "all") else []
-    if args.what in ("batched", "all"):
-        table = batched_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
-        cols = [
-            ("device", "device", "s"),
-            ("n_envs", "n_envs", "d"),
-            ("env steps/s", "fps", ",.0f"),
-            ("KB/env", "memory_per_env_kb", ".2f"),
-        ]
-        print_table("Batched twin env steps/s", table, cols)
-    if args.what in ("batched-ppo", "all"):
-        table = batched_ppo_table(params, devices, args.n_envs or [256, 4096, 16384], rounds=args.rounds)
-        cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
-        print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
-    if args.what in ("update", "all"):
-        n = (args.n_envs or [params.train.n_envs or placement.CPU_BATCHED_ENVS])[0]
-        table = update_table(params, devices, n, args.rounds)
-        cols = [
-            ("device", "device", "s"),
-            ("minibatch", "minibatch", "d"),
-            ("samples/s", "samples_per_s", ",.0f"),
-            ("GFLOP/s", "gflops", ",.1f"),
-            ("mm peak", "matmul_peak_gflops", ",.1f"),
-            ("of peak", "share_of_peak", ".0%"),
-        ]
-        print_table(f"PPO update at {n} envs x {params.train.n_steps} steps, vs the fp32 torch.mm peak", table, cols)
-    if args.what == "compile":
-        table = compile_table(params, "cpu", args.n_envs or [256, 4096], args.rounds)
-        cols = [
-            ("what", "what", "s"),
-            ("n_envs", "n_envs", "d"),
-            ("eager", "eager", ",.0f"),
-            ("compiled", "compiled", ",.0f"),
-            ("speedup", "speedup", ".2f"),
-        ]
-        for row in table["rows"]:
-            row["spread"] = row["spread_compiled"]
-        print_table("train.compile off vs on, CPU, steps/s (twin: env steps; ppo: end to end)", table, cols)
-    if args.what == "workers":
-        table = start_method_table(params, (args.n_envs or [64])[0], args.rounds)
-        cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]
-        print_table("Seconds to start PyBullet worker processes", table, cols)
-    if args.what in ("ppo", "all"):
-        n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
-        for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
-            print(line)
+def run_vec(args: argparse.Namespace, params: Params) -> None:
+    n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
+    table = vec_table(params, n, args.steps or 8192, args.rounds)
+    cols = [
+        ("vec env", "kind", "s"),
+        ("n_envs", "n_envs", "d"),
+        ("steps/s", "fps", ",.0f"),
+        ("efficiency", "efficiency", ".0%"),
+    ]
+    print_table(f"Training vec envs, raw steps/s (efficiency: of {table['cores']} cores x single env)", table, cols)
+
+
+def run_batched(args: argparse.Namespace, params: Params) -> None:
+    table = batched_table(params, usable_devices(), args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+    cols = [
+        ("device", "device", "s"),
+        ("n_envs", "n_envs", "d"),
+        ("env steps/s", "fps", ",.0f"),
+        ("KB/env", "memory_per_env_kb", ".2f"),
+    ]
+    print_table("Batched twin env steps/s", table, cols)
+
+
+def run_batched_ppo(args: argparse.Namespace, params: Params) -> None:
+    table = batched_ppo_table(params, usable_devices(), args.n_envs or [256, 4096, 16384], rounds=args.rounds)
+    cols = [("device", "device", "s"), ("n_envs", "n_envs", "d"), ("PPO steps/s", "ppo_fps", ",.0f")]
+    print_table("rlcore PPO on the batched twin, end to end (rollout + update)", table, cols)
+
+
+def run_update(args: argparse.Namespace, params: Params) -> None:
+    n = (args.n_envs or [params.train.n_envs or placement.CPU_BATCHED_ENVS])[0]
+    table = update_table(params, usable_devices(), n, args.rounds)
+    cols = [
+        ("device", "device", "s"),
+        ("minibatch", "minibatch", "d"),
+        ("samples/s", "samples_per_s", ",.0f"),
+        ("GFLOP/s", "gflops", ",.1f"),
+        ("mm peak", "matmul_peak_gflops", ",.1f"),
+        ("of peak", "share_of_peak", ".0%"),
+    ]
+    print_table(f"PPO update at {n} envs x {params.train.n_steps} steps, vs the fp32 torch.mm peak", table, cols)
+
+
+def run_compile(args: argparse.Namespace, params: Params) -> None:
+    table = compile_table(params, "cpu", args.n_envs or [256, 4096], args.rounds)
+    cols = [
+        ("what", "what", "s"),
+        ("n_envs", "n_envs", "d"),
+        ("eager", "eager", ",.0f"),
+        ("compiled", "compiled", ",.0f"),
+        ("speedup", "speedup", ".2f"),
+    ]
+    for row in table["rows"]:
+        row["spread"] = row["spread_compiled"]
+    print_table("train.compile off vs on, CPU, steps/s (twin: env steps; ppo: end to end)", table, cols)
+
+
+def run_workers(args: argparse.Namespace, params: Params) -> None:
+    table = start_method_table(params, (args.n_envs or [64])[0], args.rounds)
+    cols = [("method", "method", "s"), ("n_envs", "n_envs", "d"), ("start s", "start_s", ".2f")]
+    print_table("Seconds to start PyBullet worker processes", table, cols)
+
+
+def run_ppo(args: argparse.Namespace, params: Params) -> None:
+    n = (args.n_envs or [params.hardware.n_envs_physics or placement.BULLET_ENVS])[0]
+    for line in ppo_text(compare_ppo(params, n, args.steps or 8192, args.rounds)):
+        print(line)
+
+
+def run_all(args: argparse.Namespace, params: Params) -> None:
+    """Every throughput table, as the report measures them (each command's defaults)."""
+    for name in ALL:
+        COMMANDS[name].run(args, params)
 
 
 def run_rsl(args: argparse.Namespace, params: Params) -> None:
@@ -222,6 +190,94 @@ def run_gpu(args: argparse.Namespace, params: Params) -> None:
     for line in gpu.lines(result):
         print(line)
     print(f"wrote {out}")
+
+
+def gpu_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.pipeline.cli import positive_float, positive_int
+
+    parser.add_argument("--out", default="out/gpu_bench.json", help="the JSON it writes (out/gpu_bench.json)")
+    parser.add_argument(
+        "--budget-steps", type=positive_int, default=20_000_000, help="most training steps to the target"
+    )
+    parser.add_argument("--score-every", type=positive_int, default=20, help="updates between twin scores (20)")
+    parser.add_argument("--target", type=positive_float, default=0.95, help="held-out success to time (0.95)")
+
+
+def rsl_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-s", type=float, default=60.0, help="seconds of training per PPO and device (60)")
+
+
+def algos_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.pipeline.cli import positive_int
+
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of training per algorithm and seed (10)")
+    rows = ", ".join(ALGO_ROWS)
+    parser.add_argument("--algos", nargs="+", default=None, help=f"rows to run (default all: {rows})")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="training seeds per algorithm (1)")
+
+
+def seeds_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.bench.seeds import add_arguments
+
+    add_arguments(parser)
+
+
+def run_seeds(args: argparse.Namespace, params: Params) -> None:
+    from rlcore.bench.seeds import run_command
+
+    run_command(args, params)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its one-line help, what it runs, and its own options beyond the shared ones."""
+
+    help: str
+    run: Callable[[argparse.Namespace, Params], None]
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "envs": Command("raw steps/s of env.physics's engine: one env, SB3 DummyVecEnv / SubprocVecEnv", run_envs),
+    "vec": Command("the physics backend's vec envs at 64 envs: shared memory, SubprocVecEnv, one chunk", run_vec),
+    "batched": Command("the batched twin's env steps/s and memory per env on each usable device", run_batched),
+    "batched-ppo": Command("end-to-end rlcore PPO steps/s on the twin, per device and n_envs", run_batched_ppo),
+    "update": Command("the PPO update's samples/s and GFLOP/s beside the device's fp32 matmul peak", run_update),
+    "compile": Command("train.compile off against on, on the CPU: twin and PPO steps/s", run_compile),
+    "ppo": Command("rlcore PPO against SB3 PPO on the same physics env and hyperparameters", run_ppo),
+    "workers": Command("seconds to start 64 worker processes under each start method", run_workers),
+    "gpu": Command("every GPU figure in one run, the CPU beside it (rlcore.bench.gpu)", run_gpu, gpu_options),
+    "seeds": Command("N training seeds of the params: held-out success with intervals", run_seeds, seeds_options),
+    "rsl": Command("rlcore PPO against rsl_rl's PPO on the twin (needs the bench extra)", run_rsl, rsl_options),
+    "algos": Command("every algorithm for the same minutes on the same env, scored", run_algos, algos_options),
+    "all": Command("envs, vec, batched, batched-ppo, update and ppo, one after another", run_all),
+}
+ALL = ("envs", "vec", "batched", "batched-ppo", "update", "ppo")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse `python -m rlcore.bench COMMAND [options]` and run the command from COMMANDS."""
+    from rlcore.config.schema import ConfigError
+    from rlcore.pipeline.cli import StageParser, positive_int, stage_parser
+
+    shared = stage_parser(None, add_help=False)  # --params, --set
+    shared.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
+    shared.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
+    shared.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
+    parser = StageParser(
+        prog="python -m rlcore.bench", description=DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True, metavar="COMMAND", parser_class=StageParser)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help, parents=[shared])
+        if command.options:
+            command.options(p)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
+    COMMANDS[args.what].run(args, params)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from rlcore.bench.rounds import MIN_ROUNDS
 from rlcore.bench.tables import batched_ppo_table, batched_table
 from rlcore.config.schema import Params
 from rlcore.pipeline import placement
+from rlcore.robots.chain import chain_of
 from rlcore.runtime import probes as hw
 from rlcore.runtime.devices import PeakMemory, torch_device
 from rlcore.runtime.memory import bytes_per_env, estimate_memory
@@ -44,7 +45,7 @@ def memory_limit(probe: hw.Probe, params: Params) -> tuple[float | None, str]:
 
 def skip_reason(probe: hw.Probe, params: Params, n_envs: int) -> str | None:
     """Why a size is not run on a device (its estimate exceeds the memory), or None."""
-    estimate = estimate_memory(with_envs(params, n_envs), n_envs).total_mb
+    estimate = estimate_memory(params.train, chain_of(params.robot), n_envs).total_mb
     limit, what = memory_limit(probe, params)
     if limit is not None and estimate > limit:
         return f"estimate {estimate:,.0f} MB exceeds the {what} {limit:,.0f} MB"
@@ -58,7 +59,7 @@ def measured_peak(params: Params, device: torch.device, n_envs: int) -> float | 
 
     sized = with_envs(params, n_envs)
     with PeakMemory(device) as peak:
-        env = BatchedReachEnv(sized, None, n_envs, device)
+        env = BatchedReachEnv(sized.env, sized.robot, None, n_envs, device)
         trainer = Trainer(sized, env, device, hw.capabilities(device), None, 1)
         trainer.train(progress=False, total_steps=2 * sized.train.n_steps * n_envs)
     del trainer, env
@@ -76,7 +77,7 @@ def time_to_target(
     from rlcore.policy.file import policy_from_bundle
 
     sized = with_envs(params, n_envs)
-    env = BatchedReachEnv(sized, targets, n_envs, device, seed=sized.seed)
+    env = BatchedReachEnv(sized.env, sized.robot, targets, n_envs, device, seed=sized.seed)
     trainer = Trainer(sized, env, device, hw.capabilities(device), None, targets.n_levels)
     state: dict[str, Any] = {"scoring_s": 0.0, "reached": None, "last": None}
 
@@ -141,17 +142,18 @@ def run(
                     "env_spread": env_rows[p.device]["spread"].spread,
                     "ppo_steps_per_s": ppo_rows[p.device]["ppo_fps"],
                     "ppo_spread": ppo_rows[p.device]["spread"].spread,
-                    "estimate_mb": estimate_memory(with_envs(params, n), n).total_mb,
+                    "estimate_mb": estimate_memory(params.train, chain_of(params.robot), n).total_mb,
                     "measured_peak_mb": measured_peak(params, device, n),
                 }
             )
     to_target = {}
+    per_env = bytes_per_env(params.train, chain_of(params.robot))
     for p in usable:
-        n = params.train.n_envs or placement.batched_envs_for(p, params.hardware, bytes_per_env(params))
+        n = params.train.n_envs or placement.batched_envs_for(p, params.hardware, per_env)
         device = torch_device(p.device)
         to_target[p.device] = time_to_target(params, targets, device, n, target, budget, score_every)
     timings = placement.measure_devices(params, probes)
-    decision = placement.choose_placement(probes, timings, params.hardware, bytes_per_env(params))
+    decision = placement.choose_placement(probes, timings, params.hardware, per_env)
     return {
         "torch": torch.__version__,
         "devices": [p.stable_dict() for p in probes],

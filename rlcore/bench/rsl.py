@@ -85,7 +85,7 @@ def twin_env(params: Params, targets: TargetCache | None, n_envs: int, device: t
 
     class RslTwinEnv(VecEnv):
         def __init__(self) -> None:
-            self.env = BatchedReachEnv(params, targets, n_envs, device, seed=seed)
+            self.env = BatchedReachEnv(params.env, params.robot, targets, n_envs, device, seed=seed)
             self.num_envs, self.num_actions, self.device, self.cfg = n_envs, self.env.act_dim, device, {}
             self.max_episode_length = params.env.episode_steps
             self.episode_length_buf = torch.zeros(n_envs, dtype=torch.long, device=device)
@@ -164,7 +164,7 @@ class RlcoreTrainer:
         from rlcore.envs.batched import BatchedReachEnv
 
         levels = targets.n_levels if targets is not None else 1
-        env = BatchedReachEnv(params, targets, n_envs, device, seed=params.seed)
+        env = BatchedReachEnv(params.env, params.robot, targets, n_envs, device, seed=params.seed)
         self.trainer = Trainer(params, env, device, hw.capabilities(device), None, levels)
         self.per_update = params.train.n_steps * n_envs
 

@@ -87,7 +87,7 @@ def batched_table(
         device = torch_device(spec)
         for n in n_envs_list:
             with PeakMemory(device) as peak:
-                env = BatchedReachEnv(params, None, n, device)
+                env = BatchedReachEnv(params.env, params.robot, None, n, device)
                 env.reset()
                 _time_batched(env, device, 3)
             memory[(spec, n)] = None if peak.peak_mb is None else peak.peak_mb * 1024 / n
@@ -139,7 +139,7 @@ def update_table(params: Params, devices: list[str], n_envs: int, rounds: int = 
         rows.append(
             {
                 "device": spec,
-                "minibatch": minibatch_size(params, n_envs),
+                "minibatch": minibatch_size(params.train, n_envs),
                 "samples_per_s": rate.median,
                 "spread": rate,
                 "flops_per_sample": flops,
@@ -176,7 +176,7 @@ def _ppo_measure(params: Params, device: torch.device, n_envs: int, iterations: 
     from rlcore.algos.ppo.trainer import Trainer
     from rlcore.envs.batched import BatchedReachEnv
 
-    env = BatchedReachEnv(params, None, n_envs, device)
+    env = BatchedReachEnv(params.env, params.robot, None, n_envs, device)
     trainer = Trainer(params, env, device, hw.capabilities(device), None, 1)
     per_iter = params.train.n_steps * n_envs
     trainer.train(progress=False, total_steps=per_iter)  # warm-up
@@ -201,7 +201,7 @@ def compile_table(params: Params, spec: str, n_envs_list: list[int], rounds: int
     for n in n_envs_list:
         for setting in ("off", "on"):
             with_setting = params.model_copy(update={"train": params.train.model_copy(update={"compile": setting})})
-            env = BatchedReachEnv(with_setting, None, n, device)
+            env = BatchedReachEnv(with_setting.env, with_setting.robot, None, n, device)
             env.compile(setting)
             env.reset()
             measures[("twin", setting, n)] = lambda env=env, n=n: n / _time_batched(env, device, 30)

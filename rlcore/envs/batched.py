@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rlcore.config.schema import Params
+from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult, obs_size, reach_reward, substep_gain
 from rlcore.robots.chain import read_chain
@@ -26,18 +26,19 @@ class BatchedReachEnv:
 
     def __init__(
         self,
-        params: Params,
+        env: EnvConfig,
+        robot: RobotConfig,
         targets: TargetCache | None,
         n_envs: int,
         device: torch.device | str = "cpu",
         mode: str = "train",
         seed: int = 0,
     ) -> None:
-        self.params = params
-        self.cfg = params.env
+        """n_envs tasks of the `env` section on the `robot` section's arm, on `device`."""
+        self.cfg = env
         self.num_envs = n_envs
         self.device = torch.device(device) if isinstance(device, str) else device
-        self.chain = read_chain(params.robot.urdf, params.robot.ee_link)
+        self.chain = read_chain(robot.urdf, robot.ee_link)
         self.fk = ForwardKinematics(self.chain, self.device)
         self.dof = self.chain.dof
         self.obs_dim, self.act_dim = obs_size(self.dof), self.dof
@@ -47,7 +48,7 @@ class BatchedReachEnv:
         self.upper = torch.tensor([j.upper for j in joints], **kw)
         self.vmax = torch.tensor([j.velocity for j in joints], **kw)
         self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
-        self.home = torch.tensor(params.robot.home or [0.0] * self.dof, **kw)
+        self.home = torch.tensor(robot.home or [0.0] * self.dof, **kw)
         physics = self.cfg.train_physics if mode == "train" else self.cfg.eval_physics
         self.substeps = physics.sim_hz // self.cfg.control_hz
         self.dt = 1.0 / self.cfg.control_hz

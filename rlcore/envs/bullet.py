@@ -21,7 +21,7 @@ class ReachEnv(ArmReachEnv):
     engine = "pybullet"
 
     def _load_arm(self, gui: bool) -> BulletArm:
-        arm = BulletArm(self.params.robot.urdf, self.params.robot.ee_link, gui=gui)
+        arm = BulletArm(self.robot.urdf, self.robot.ee_link, gui=gui)
         self.client = arm.client
         self.client.setGravity(0, 0, -9.81)
         self.client.setPhysicsEngineParameter(

@@ -11,7 +11,7 @@ import importlib
 from functools import cache
 from typing import Any
 
-from rlcore.config.schema import ConfigError, Params
+from rlcore.config.schema import ConfigError, Params, RobotConfig
 from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.targets import TargetCache
 
@@ -59,15 +59,16 @@ def engine_of(params: Any) -> str:
     return resolve(params.env.physics)[0]
 
 
-def make_arm(params: Any, self_collision: bool = False) -> Any:
-    """The robot of `params` in its engine (BulletArm or MujocoArm), for FK and collision checks."""
-    if engine_of(params) == "mujoco":
+def make_arm(robot: RobotConfig, physics: str, self_collision: bool = False) -> Any:
+    """The `robot` in the engine `physics` (env.physics) resolves to here (BulletArm or MujocoArm),
+    for FK and collision checks."""
+    if resolve(physics)[0] == "mujoco":
         from rlcore.robots.mujoco_arm import MujocoArm
 
-        return MujocoArm(params.robot.urdf, params.robot.ee_link, self_collision=self_collision)
+        return MujocoArm(robot.urdf, robot.ee_link, self_collision=self_collision)
     from rlcore.robots.arm import BulletArm
 
-    return BulletArm(params.robot.urdf, params.robot.ee_link, self_collision=self_collision)
+    return BulletArm(robot.urdf, robot.ee_link, self_collision=self_collision)
 
 
 def reach_env_class(params: Params) -> type[ArmReachEnv]:
@@ -89,4 +90,5 @@ def make_reach_env(
     gui: bool = False,
 ) -> ArmReachEnv:
     """One reach env on `env.physics`'s engine (train or eval physics by `mode`)."""
-    return reach_env_class(params)(params, targets, mode=mode, render_mode=render_mode, gui=gui)
+    env_class = reach_env_class(params)
+    return env_class(params.env, params.robot, targets, mode=mode, render_mode=render_mode, gui=gui)

@@ -18,7 +18,7 @@ def make_env(
     if params.env.backend == "twin":
         from rlcore.envs.batched import BatchedReachEnv
 
-        return BatchedReachEnv(params, targets, n_envs, device, mode=mode, seed=seed)
+        return BatchedReachEnv(params.env, params.robot, targets, n_envs, device, mode=mode, seed=seed)
     from rlcore.envs.shared_vec import make_physics_vec_env
 
     return make_physics_vec_env(params, targets, n_envs, device, mode=mode, seed=seed)

@@ -30,7 +30,7 @@ class MujocoReachEnv(ArmReachEnv):
     engine = "mujoco"
 
     def _load_arm(self, gui: bool) -> MujocoArm:
-        robot = self.params.robot
+        robot = self.robot
         scenery = self.render_mode == "rgb_array" or gui
         radius = max(self.cfg.success_radius, 0.025)
         arm = MujocoArm(robot.urdf, robot.ee_link, actuated=True, scenery=scenery, target_radius=radius)

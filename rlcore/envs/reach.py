@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlcore.config.schema import Params
+from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import Curriculum, TargetCache
 from rlcore.envs.task import obs_size, reach_reward, substep_gain
 
@@ -40,16 +40,17 @@ class ArmReachEnv(gym.Env):
 
     def __init__(
         self,
-        params: Params | None = None,
+        env: EnvConfig | None = None,
+        robot: RobotConfig | None = None,
         targets: TargetCache | None = None,
         mode: str = "train",
         render_mode: str | None = None,
         gui: bool = False,
     ) -> None:
+        """The task of the `env` section on the `robot` section's arm (both default to the schema's)."""
         super().__init__()
-        params = params or Params()
-        self.params = params
-        self.cfg = params.env
+        self.cfg = env or EnvConfig()
+        self.robot = robot or RobotConfig()
         self.targets = targets
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.cfg.control_hz}
@@ -60,7 +61,7 @@ class ArmReachEnv(gym.Env):
         self.arm = arm = self._load_arm(gui)
         dof = arm.chain.dof
         self.dof = dof
-        self.home = np.array(params.robot.home or [0.0] * dof, dtype=np.float64)
+        self.home = np.array(self.robot.home or [0.0] * dof, dtype=np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(dof,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(-10.0, 10.0, shape=(obs_size(dof),), dtype=np.float32)
         self.split = "train" if mode == "train" else "heldout"

@@ -15,7 +15,7 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     """Sample, check and bin `targets.n` reachable targets (FK and self-contact checks in the
     engine of `env.physics`; the engine is recorded in the metadata, `collision_engine`)."""
     cfg = params.targets
-    arm = make_arm(params, self_collision=True)
+    arm = make_arm(params.robot, params.env.physics, self_collision=True)
     rng = np.random.default_rng(cfg.seed)
     home = np.array(params.robot.home or [0.0] * arm.chain.dof)
     arm.set_joints(home)

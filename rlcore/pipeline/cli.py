@@ -54,9 +54,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def stage_parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every stage takes."""
-    parser = StageParser(description=description)
+def stage_parser(description: str | None, add_help: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the options every stage takes (add_help=False: as a parent of others)."""
+    parser = StageParser(description=description, add_help=add_help)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     parser.add_argument(
         "--set",

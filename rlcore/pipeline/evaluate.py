@@ -198,7 +198,7 @@ def evaluate_batched(
     heldout = targets.positions[targets.indices("heldout")]
     every = None if episodes is not None else torch.tensor(heldout, dtype=torch.float32)
     n = episodes if every is None else len(every)
-    env = BatchedReachEnv(params, targets, n, device, mode="eval", seed=seed)
+    env = BatchedReachEnv(params.env, params.robot, targets, n, device, mode="eval", seed=seed)
     env.set_level(targets.n_levels - 1)
     obs = env.reset(every)
     policy = policy.to(device)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from rlcore.config.schema import HardwareConfig
+from rlcore.robots.chain import chain_of
 from rlcore.runtime.devices import MB, synchronize, torch_device
 from rlcore.runtime.probes import HardwareError, Probe, _unknown, capabilities
 
@@ -98,7 +99,7 @@ def time_update(device: torch.device, params: Any, obs_dim: int, act_dim: int, n
                 obs, actions, log_probs, torch.randn(n_envs, device=device), torch.zeros(n_envs, device=device), values
             )
         storage.compute_gae(model.value(obs), t.gamma, t.gae_lambda)
-    batch = minibatch_size(params, n_envs)
+    batch = minibatch_size(params.train, n_envs)
     return _median_seconds(lambda: ppo.update(storage, batch), device, repeats)
 
 
@@ -106,7 +107,7 @@ def time_env(device: torch.device, params: Any, n_envs: int, steps: int = 10, re
     """Seconds per step of the batched env with n_envs on a device."""
     from rlcore.envs.batched import BatchedReachEnv
 
-    env = BatchedReachEnv(params, None, n_envs, device)
+    env = BatchedReachEnv(params.env, params.robot, None, n_envs, device)
     env.reset()
     actions = torch.zeros(n_envs, env.act_dim, device=device)
 
@@ -121,22 +122,22 @@ def measure_devices(params: Any, probes: list[Probe]) -> dict[str, dict[str, flo
     """Time, on each usable device, what training would run there: one whole PPO update and a
     batched-env step at that device's own n_envs (each a median of repeats)."""
     from rlcore.envs.task import obs_size
-    from rlcore.robots.chain import read_chain
     from rlcore.runtime.memory import bytes_per_env, minibatch_size
 
-    dof = read_chain(params.robot.urdf, params.robot.ee_link).dof
+    dof = chain_of(params.robot).dof
     timings = {}
     for probe in probes:
         if not probe.usable:
             continue
         device = torch_device(probe.device)
-        n_envs = params.train.n_envs or batched_envs_for(probe, params.hardware, bytes_per_env(params))
+        per_env = bytes_per_env(params.train, chain_of(params.robot))
+        n_envs = params.train.n_envs or batched_envs_for(probe, params.hardware, per_env)
         samples = n_envs * params.train.n_steps
         update_s = time_update(device, params, obs_size(dof), dof, n_envs)
         env_step_s = time_env(device, params, n_envs)
         timings[probe.device] = {
             "n_envs": n_envs,
-            "minibatch": minibatch_size(params, n_envs),
+            "minibatch": minibatch_size(params.train, n_envs),
             "update_s": update_s,
             "env_step_s": env_step_s,
             "update_sample_s": update_s / samples,

@@ -25,6 +25,7 @@ from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
 from rlcore.pipeline import placement
 from rlcore.pipeline.placement import Placement
+from rlcore.robots.chain import chain_of
 from rlcore.runtime import devices
 from rlcore.runtime import probes as hw
 from rlcore.runtime.memory import fit_to_limit, minibatch_size
@@ -59,7 +60,8 @@ def honour_explicit_device(params: Params, decision: Placement) -> tuple[Placeme
     from rlcore.runtime.memory import bytes_per_env
 
     try:
-        chosen = placement.choose_placement(hw.probe_all(), {}, params.hardware, bytes_per_env(params))
+        per_env = bytes_per_env(params.train, chain_of(params.robot))
+        chosen = placement.choose_placement(hw.probe_all(), {}, params.hardware, per_env)
     except hw.HardwareError as err:
         raise SetupError(str(err)) from None
     note = f"hardware.device = {wanted}: probed and used (out/hardware.json decided {decision.policy_device})"
@@ -82,11 +84,12 @@ def resolve(params: Params, decision: Placement) -> tuple[Params, Resolved]:
     need = algorithm.memory(params, n_envs)
     notes += [need.note] if need.note else []
     if need.on_device and limit is not None and on_gpu and need.mb > limit:
-        fitted_envs, fitted_batch = fit_to_limit(params, n_envs, limit)
+        twin = params.env.backend == "twin"
+        fitted_envs, fitted_batch = fit_to_limit(params.train, chain_of(params.robot), n_envs, limit, twin)
         if not params.train.auto_fit:
             raise SetupError(
                 f"estimated peak device memory {need.mb:.0f} MB exceeds the VRAM limit {limit:.0f} MB "
-                f"(n_envs {n_envs}, minibatch {minibatch_size(params, n_envs)}); largest that fit: "
+                f"(n_envs {n_envs}, minibatch {minibatch_size(params.train, n_envs)}); largest that fit: "
                 f"train.n_envs={fitted_envs} train.minibatch_size={fitted_batch}, or set train.auto_fit=true"
             )
         params = params.model_copy(

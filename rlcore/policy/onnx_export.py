@@ -164,7 +164,7 @@ def parity_observations(bundle: dict, params: Any, targets: Any, n: int = 10_000
     policy = policy_from_bundle(bundle)
     steps = params.env.episode_steps
     n_envs = max(1, (n // 2) // steps)
-    env = BatchedReachEnv(params, targets, n_envs, "cpu", mode="eval", seed=seed)
+    env = BatchedReachEnv(params.env, params.robot, targets, n_envs, "cpu", mode="eval", seed=seed)
     obs, seen = env.reset(), []
     with torch.no_grad():
         for _ in range(steps):

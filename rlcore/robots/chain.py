@@ -11,6 +11,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -154,3 +155,15 @@ def read_chain(urdf: str | Path, ee_link: str | None = None) -> Chain:
         if j.type not in ("revolute", "fixed"):
             raise ValueError(f"{path.name}: joint {j.name} is {j.type}; only revolute/fixed chains")
     return Chain(path, root, ee_link, tuple(joints), hashlib.sha256(text).hexdigest())
+
+
+class RobotRef(Protocol):
+    """What names a robot: the `robot` params section (rlcore.config.schema.RobotConfig)."""
+
+    urdf: str
+    ee_link: str | None
+
+
+def chain_of(robot: RobotRef) -> Chain:
+    """The chain of the robot a params section names (robot.urdf, robot.ee_link)."""
+    return read_chain(robot.urdf, robot.ee_link)

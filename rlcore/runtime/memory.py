@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from rlcore.config.schema import Params
-from rlcore.robots.chain import read_chain
+from rlcore.config.schema import TrainConfig
+from rlcore.robots.chain import Chain
 
 FLOAT = 4  # bytes; nothing float64 on the device
 OVERHEAD_MB = 16.0  # allocator rounding and small buffers
@@ -32,25 +32,23 @@ class MemoryEstimate:
         return {**{k: round(v, 2) for k, v in asdict(self).items()}, "total_mb": round(self.total_mb, 2)}
 
 
-def minibatch_size(params: Params, n_envs: int) -> int:
+def minibatch_size(train: TrainConfig, n_envs: int) -> int:
     """Samples per minibatch: train.minibatch_size, else the rollout split into train.minibatches."""
-    rollout = params.train.n_steps * n_envs
-    if params.train.minibatch_size:
-        return min(params.train.minibatch_size, rollout)
-    return max(1, rollout // params.train.minibatches)
+    rollout = train.n_steps * n_envs
+    if train.minibatch_size:
+        return min(train.minibatch_size, rollout)
+    return max(1, rollout // train.minibatches)
 
 
 def estimate_memory(
-    params: Params, n_envs: int, batch: int | None = None, batched_env: bool | None = None
+    train: TrainConfig, chain: Chain, n_envs: int, batch: int | None = None, twin: bool = True
 ) -> MemoryEstimate:
-    """Peak device memory of training with n_envs and minibatch `batch` (MB)."""
-    chain = read_chain(params.robot.urdf, params.robot.ee_link)
+    """Peak device memory of training `chain`'s robot with n_envs and minibatch `batch` (MB), the
+    envs on the device (`twin`) or in physics-engine workers."""
     dof = chain.dof
     obs_dim, act_dim = 3 * dof + 9, dof
-    t = params.train
-    batch = batch or minibatch_size(params, n_envs)
-    if batched_env is None:
-        batched_env = params.env.backend == "twin"
+    t = train
+    batch = batch or minibatch_size(train, n_envs)
     # rollout storage: obs, actions and 6 per-sample scalars (log-prob, reward, done, value,
     # return, advantage), plus the flattened copies the update indexes into
     per_sample = obs_dim + act_dim + 6
@@ -58,7 +56,7 @@ def estimate_memory(
     # batched env: state (q, qd, q_cmd, prev action, target, return) and a step's temporaries
     # (observation, FK rotations of each chain joint, substep velocities)
     env_floats = 4 * dof + 4 + 3 * obs_dim + len(chain.joints) * 24 + 4 * dof
-    env = n_envs * env_floats * FLOAT if batched_env else 3 * n_envs * obs_dim * FLOAT
+    env = n_envs * env_floats * FLOAT if twin else 3 * n_envs * obs_dim * FLOAT
     # network: weights, grads, Adam moments (x4)
     sizes_a = [obs_dim, *t.actor_hidden, act_dim]
     sizes_c = [obs_dim, *t.critic_hidden, 1]
@@ -74,18 +72,22 @@ def estimate_memory(
     return MemoryEstimate(rollout / mb, (env + inference) / mb, network / mb, minibatch / mb, OVERHEAD_MB)
 
 
-def bytes_per_env(params: Params) -> float:
-    """Marginal device memory of one more batched env (state, inference and rollout share)."""
-    big, small = estimate_memory(params, 2048, batched_env=True), estimate_memory(params, 1024, batched_env=True)
+def bytes_per_env(train: TrainConfig, chain: Chain) -> float:
+    """Marginal device memory of one more twin env (state, inference and rollout share)."""
+    big, small = estimate_memory(train, chain, 2048), estimate_memory(train, chain, 1024)
     return (big.total_mb - small.total_mb) * 1024 * 1024 / 1024
 
 
-def fit_to_limit(params: Params, n_envs: int, limit_mb: float) -> tuple[int, int]:
+def fit_to_limit(train: TrainConfig, chain: Chain, n_envs: int, limit_mb: float, twin: bool) -> tuple[int, int]:
     """The largest (n_envs, minibatch) under limit_mb, halving n_envs, then the minibatch."""
-    batch = minibatch_size(params, n_envs)
-    while n_envs > 1 and estimate_memory(params, n_envs, min(batch, params.train.n_steps * n_envs)).total_mb > limit_mb:
+    batch = minibatch_size(train, n_envs)
+
+    def total(n: int, b: int) -> float:
+        return estimate_memory(train, chain, n, b, twin).total_mb
+
+    while n_envs > 1 and total(n_envs, min(batch, train.n_steps * n_envs)) > limit_mb:
         n_envs //= 2
-    batch = min(batch, params.train.n_steps * n_envs)
-    while batch > 8 and estimate_memory(params, n_envs, batch).total_mb > limit_mb:
+    batch = min(batch, train.n_steps * n_envs)
+    while batch > 8 and total(n_envs, batch) > limit_mb:
         batch //= 2
     return n_envs, batch

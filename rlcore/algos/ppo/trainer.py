@@ -59,7 +59,7 @@ class Trainer:
         self.ppo = PPO(self.model, self.cfg, caps)
         self.curriculum = Curriculum.from_config(params.env.curriculum, n_levels, in_flight=env.num_envs)
         self.storage = RolloutStorage(self.cfg.n_steps, env.num_envs, env.obs_dim, env.act_dim, device)
-        self.batch_size = minibatch_size(params, env.num_envs)
+        self.batch_size = minibatch_size(params.train, env.num_envs)
         self.global_step = 0
         self.iteration = 0
         self.extra: dict[str, Any] = {}  # saved with checkpoints (e.g. the MLflow run id)

@@ -51,7 +51,7 @@ def sb3_model(params: Params, venv: Any, device: str = "cpu", seed: int | None =
         venv,
         learning_rate=schedule,
         n_steps=t.n_steps,
-        batch_size=minibatch_size(params, venv.num_envs),
+        batch_size=minibatch_size(params.train, venv.num_envs),
         n_epochs=t.epochs,
         gamma=t.gamma,
         gae_lambda=t.gae_lambda,

@@ -1,0 +1,79 @@
+"""The evaluate stage's body (stages/evaluate.py): the deterministic policy on held-out targets in
+the physics engine of `env.physics` at accurate physics; ad-hoc runs write under out/adhoc/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rlcore.config.schema import Params
+from rlcore.envs.engines import LABELS, engine_of
+from rlcore.envs.targets import TargetCacheError
+from rlcore.pipeline import train as runs
+from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.evaluate import describe, evaluate, placeholder_gif, render_gif, write_episodes
+from rlcore.policy.file import load_policy
+from rlcore.tracking import runs as tracking
+
+
+def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
+    """The `evaluate` stage with its parsed command line (stages/evaluate.py)."""
+    root = workspace()
+    model_path = Path(args.model) if args.model else root / "models" / "policy.pt"
+    if not model_path.is_file():
+        raise StageError(f"model {model_path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
+    try:
+        policy, bundle = load_policy(str(model_path))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        why = tracking.first_line(err, 200)
+        raise StageError(f"model {model_path} is not a readable rlcore policy file ({why})") from None
+    try:
+        targets = runs.load_targets(params, root)
+    except TargetCacheError as err:
+        raise StageError(str(err)) from None
+    episodes = args.episodes if args.episodes is not None else params.eval.episodes
+    if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        # PyBullet's GUI exits the process when it cannot reach an X server (MuJoCo's viewer fails): check first
+        raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
+    metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
+    # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
+    # pipeline's outputs and its MLflow run alone
+    adhoc = bool(args.model or args.episodes is not None or args.gui)
+    base = "out/adhoc" if adhoc else "out"
+    args.out = args.out or f"{base}/eval.json"
+    args.episodes_csv = args.episodes_csv or f"{base}/eval_episodes.csv"
+    args.gif = args.gif or f"{base}/eval.gif"
+    out = root / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=2) + "\n"
+    )
+    episodes_csv = root / args.episodes_csv
+    write_episodes(episodes_csv, rows)
+    gif = root / args.gif
+    if params.eval.gif_episodes > 0:
+        frames = render_gif(policy, params, targets, gif, params.eval.gif_episodes, params.eval.seed)
+        print(f"wrote {args.gif} ({frames} frames)")
+    else:
+        placeholder_gif(gif, "no episodes rendered (eval.gif_episodes: 0)")
+    engine = LABELS[engine_of(params)]
+    print(f"evaluate ({bundle['algo']} policy, {metrics['episodes']} held-out episodes, {engine} accurate physics):")
+    for line in describe(metrics):
+        print(f"  {line}")
+    train_json = root / "out" / "train.json"
+    if not adhoc and train_json.is_file():
+        run_id = json.loads(train_json.read_text()).get("run_id")
+        if run_id:
+            logged = {
+                (key if key.startswith("eval") else f"eval_{key}"): float(value)
+                for key, value in metrics.items()
+                if isinstance(value, (int, float))
+            }
+            files = [(out, "eval"), (episodes_csv, "eval")] + ([(gif, "eval")] if params.eval.gif_episodes > 0 else [])
+            tracking.log_results(run_id, logged, files, {"evaluated": "true"}, "logging the evaluation")
+            print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
+
+
