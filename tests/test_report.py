@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rlcore.bench import report
+from rlcore.bench.report_stage import measure
 from rlcore.config.schema import ConfigError
 from rlcore.pipeline.params import load_params
 from tests.helpers import ROOT
@@ -16,7 +17,7 @@ def params_with(benchmarks: str):
 
 
 def test_a_subset_runs_only_its_benchmarks_and_reports_them(tmp_path):
-    results = report.measure(params_with("[batched]"), ["cpu"])
+    results = measure(params_with("[batched]"), ["cpu"])
     assert set(results) == {"batched"}
     assert [r["n_envs"] for r in results["batched"]["rows"]] == [64, 128]
     names = report.figures(results, tmp_path / "no_curve.csv", tmp_path / "no_episodes.csv", tmp_path, "PyBullet")
@@ -30,7 +31,7 @@ def test_a_subset_runs_only_its_benchmarks_and_reports_them(tmp_path):
 
 def test_no_benchmarks_gives_the_runs_own_report():
     params = params_with("[]")
-    assert report.measure(params, ["cpu"]) == {}
+    assert measure(params, ["cpu"]) == {}
     train = {
         "run_id": "abc",
         "algo": "rlcore",

@@ -1,4 +1,4 @@
-"""The report stage's content: measurements from rlcore.bench, figures, and report.md."""
+"""The report stage's content: figures and report.md from the measurements (rlcore.bench.report_stage.measure)."""
 
 from __future__ import annotations
 
@@ -12,25 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlcore.bench.ppo import compare_ppo  # noqa: E402
 from rlcore.bench.rounds import machine_text  # noqa: E402
-from rlcore.bench.tables import batched_table, env_table, update_table  # noqa: E402
-from rlcore.config.schema import Params  # noqa: E402
-from rlcore.pipeline import placement  # noqa: E402
-
-
-def measure(params: Params, devices: list[str]) -> dict[str, Any]:
-    """The benchmarks, each in `report.rounds` alternating rounds (rlcore.bench)."""
-    r = params.report
-    runs = {
-        "env": lambda: env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
-        "batched": lambda: batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
-        "update": lambda: update_table(
-            params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds
-        ),
-        "ppo": lambda: compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
-    }
-    return {name: run() for name, run in runs.items() if name in r.benchmarks}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -208,7 +208,7 @@ class ExportConfig(Section):
     register_min_success: float = Field(0.95, ge=0.0, le=1.0)  # register as rlcore-reach from this held-out success
 
 
-Benchmark = Literal["env", "batched", "update", "ppo"]  # the report's benchmarks (rlcore.bench.report.measure)
+Benchmark = Literal["env", "batched", "update", "ppo"]  # the report's benchmarks (rlcore.bench.report_stage.measure)
 
 
 class ReportConfig(Section):
