@@ -129,9 +129,7 @@ def test_placement_from_injected_timings():
     assert p.policy_device == "cpu" and any("less than 1.2x faster" in r for r in p.reasons)
     assert any(r.startswith("directml: skipped") for r in p.reasons)
     # explicit override of limits and sizes
-    p = placement.choose_placement(
-        _probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_twin=512)
-    )
+    p = placement.choose_placement(_probes(), {}, HardwareConfig(device="cuda:0", vram_limit_mb=1000, n_envs_twin=512))
     assert (p.policy_device, p.vram_limit_mb, p.n_envs_twin) == ("cuda:0", 1000, 512)
 
 

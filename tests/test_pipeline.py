@@ -224,9 +224,7 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path):
     assert proc.returncode == 2 and "dvc repro hardware" in proc.stderr
     (root / "out").mkdir()
     (root / "out/hardware.json").write_text(
-        json.dumps(
-            {"decision": {"policy_device": "cpu", "env_device": "cpu", "n_envs_physics": 2, "n_envs_twin": 64}}
-        )
+        json.dumps({"decision": {"policy_device": "cpu", "env_device": "cpu", "n_envs_physics": 2, "n_envs_twin": 64}})
     )
     proc = stage("train", root, check=False)
     assert proc.returncode == 2 and "dvc repro targets" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,7 +8,8 @@ import argparse
 import pytest
 
 from rlcore.bench import rounds as bench
-from rlcore.pipeline.evaluate import describe, summarise
+from rlcore.evaluation.metrics import summarise
+from rlcore.pipeline.evaluate import describe
 from rlcore.stats import Spread, overlap, rate_with_interval, seed_summary, wilson_interval
 
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3
@@ -38,15 +39,18 @@ def test_wilson_interval_edges():
 
 def test_eval_summary_gives_every_success_rate_an_interval():
     rows = [
-        {"level": i % 2, "final_distance_mm": 5.0 + i, "success": int(i < 7), "success_5cm": 1, "steps_to_reach": 3}
+        {"level": i % 2, "final_distance_mm": 5.0 + i, "within_5mm": 0, "reach_5mm": "", "settle_5mm": ""}
+        | {"action_change": 0.1, "peak_speed_fraction": 0.5, "limit_margin": 0.2, "path_ratio": 1.0}
         for i in range(10)
     ]
-    out = summarise(rows, n_levels=3)
-    assert out["success_rate"] == 0.7
+    out = summarise(rows, [0.005], success_radius=0.012, n_levels=3)
+    assert out["success_rate"] == 0.7  # 5..11 mm of 5..14 mm ended within 12 mm
     assert (out["success_rate_ci_low"], out["success_rate_ci_high"]) == pytest.approx(wilson_interval(7, 10))
     assert out["success_rate_level0"] == 0.8 and out["success_rate_level0_ci_high"] == wilson_interval(4, 5)[1]
     assert out["success_rate_level2"] is None and out["success_rate_level2_ci_low"] is None  # no episodes
-    assert any("70.0%  (95% CI 39.7%-89.2%)" in line for line in describe(out))
+    assert out["within_5mm"] == 0.0 and out["within_5mm_ci_high"] == pytest.approx(wilson_interval(0, 10)[1])
+    assert out["steps_to_reach_5mm_median"] is None
+    assert any(line.split()[:2] == ["success_rate", "70.0%"] and "(39.7%-89.2%)" in line for line in describe(out))
     assert rate_with_interval([], "x") == {"x": None, "x_ci_low": None, "x_ci_high": None}
 
 

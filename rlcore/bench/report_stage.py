@@ -23,9 +23,7 @@ def measure(params: Params, devices: list[str]) -> dict[str, Any]:
     runs = {
         "env": lambda: env_table(params, r.vec_n_envs, r.env_steps, r.rounds),
         "batched": lambda: batched_table(params, devices, r.batched_n_envs, rounds=r.rounds),
-        "update": lambda: update_table(
-            params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds
-        ),
+        "update": lambda: update_table(params, devices, params.train.n_envs or placement.CPU_BATCHED_ENVS, r.rounds),
         "ppo": lambda: compare_ppo(params, r.ppo_n_envs, r.ppo_steps, r.rounds),
     }
     return {name: run() for name, run in runs.items() if name in r.benchmarks}
@@ -73,5 +71,3 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
         files = [(out_dir, "report"), (bench_path, "report")]
         tracking.log_results(run_id, logged, files, what="logging the report")
         print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
-
-

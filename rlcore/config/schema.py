@@ -84,9 +84,7 @@ class EnvConfig(Section):
         """The names before the engine got its own key: one line naming the new value."""
         renamed = {"bullet": "physics", "batched": "twin"}
         if isinstance(value, str) and value in renamed:
-            raise ValueError(
-                f"{value!r} is now {renamed[value]!r} (twin | physics; the engine itself is env.physics)"
-            )
+            raise ValueError(f"{value!r} is now {renamed[value]!r} (twin | physics; the engine itself is env.physics)")
         return value
 
     @model_validator(mode="after")
@@ -199,6 +197,19 @@ class EvalConfig(Section):
     episodes: int | None = Field(None, ge=1, le=100_000)  # None: every held-out target once
     seed: int = Field(12345, ge=0)
     gif_episodes: int = Field(3, ge=0, le=50)
+    # precision: the success radii (m) every controller is judged at, each rate with its interval
+    radii: list[float] = Field(default_factory=lambda: [0.001, 0.005, 0.02], min_length=1, max_length=8)
+    reference: Literal["dls", "none"] = "dls"  # the classical controller evaluated on the same episodes
+    dls_damping: float = Field(0.02, ge=0.0, le=1.0)  # m: the reference's damped-least-squares damping
+    workers: int | None = Field(None, ge=1, le=256)  # episode processes; None = every core
+
+    @field_validator("radii")
+    @classmethod
+    def _radii_in_range(cls, radii: list[float]) -> list[float]:
+        bad = [r for r in radii if not 0.0 < r <= 1.0]
+        if bad:
+            raise ValueError(f"radii are in m, each in (0, 1]: got {bad[0]}")
+        return sorted(set(radii))
 
 
 class ExportConfig(Section):

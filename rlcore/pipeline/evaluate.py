@@ -12,10 +12,15 @@ import torch
 
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
+from rlcore.evaluation.metrics import SUCCESS_5CM, Trajectory, episode_metrics, radius_name, summarise
+from rlcore.evaluation.rollout import evaluate_drivers, heldout_targets
 from rlcore.policy.file import Policy
+from rlcore.runtime.devices import cpu_cores
 from rlcore.stats import rate_with_interval
 
-SUCCESS_5CM = 0.05
+__all__ = ["evaluate", "evaluate_batched", "evaluate_controller", "heldout_targets", "summarise"]
+
+MIN_EPISODES_PER_WORKER = 100  # fewer, and starting a worker process costs more than it saves
 
 
 def evaluate(
@@ -26,117 +31,85 @@ def evaluate(
     seed: int = 0,
     progress: bool = False,
     gui: bool = False,
+    reference: bool = False,
+    workers: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run deterministic episodes on held-out targets: every one once (episodes None), or
-    `episodes` of them drawn without replacement while they last."""
-    from rlcore.envs.engines import make_reach_env  # physics only here: the twin's evaluation runs without it
-
+    `episodes` of them drawn without replacement while they last; with `reference`, the
+    damped-least-squares controller on the same episodes too (its figures prefixed `reference_`,
+    its rows with controller "reference"). `workers` processes (None: `eval.workers`, else every
+    core for an evaluation large enough to pay for starting them)."""
     chosen = heldout_targets(targets, episodes, seed)
-    env = make_reach_env(params, targets, mode="eval", gui=gui)
-    rows = []
-    iterator = range(len(chosen))
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc="evaluate", unit="episode", mininterval=2.0)
-    radius = params.env.success_radius
-    for i in iterator:
-        idx = int(chosen[i])
-        obs, info = env.reset(seed=seed + i, options={"target": targets.positions[idx]})
-        first_reach = None
-        for t in range(params.env.episode_steps):
-            with torch.no_grad():
-                action = policy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
-            obs, _, _, _, info = env.step(action)
-            if first_reach is None and info["distance"] < radius:
-                first_reach = t + 1
-        rows.append(_row(i, idx, targets, info["distance"], radius, first_reach))
-    env.close()
-    return summarise(rows, targets.n_levels), rows
-
-
-def heldout_targets(targets: TargetCache, episodes: int | None, seed: int) -> np.ndarray:
-    """The held-out target indices an evaluation visits: every one once (None), or `episodes` of
-    them drawn without replacement while they last."""
-    rng = np.random.default_rng(seed)
-    pool = targets.indices("heldout")
-    episodes = len(pool) if episodes is None else episodes
-    return pool[rng.permutation(len(pool))[:episodes]] if episodes <= len(pool) else rng.choice(pool, episodes)
-
-
-def _row(i: int, idx: int, targets: TargetCache, d: float, radius: float, first_reach: int | None) -> dict[str, Any]:
-    return {
-        "episode": i,
-        "target": idx,
-        "level": int(targets.level[idx]),
-        "final_distance_mm": d * 1000,
-        "success": int(d < radius),
-        "success_5cm": int(d < SUCCESS_5CM),
-        "steps_to_reach": first_reach if first_reach is not None else "",
-    }
+    drivers = ["policy", "reference"] if reference else ["policy"]
+    if gui:
+        workers = 1
+    elif workers is None:
+        workers = params.eval.workers or max(1, min(cpu_cores(), len(chosen) * len(drivers) // MIN_EPISODES_PER_WORKER))
+    rows = evaluate_drivers(drivers, params, targets, chosen, seed, policy, workers, progress, gui)
+    e = params.eval
+    metrics = summarise(rows["policy"], e.radii, params.env.success_radius, targets.n_levels)
+    if reference:
+        metrics.update(summarise(rows["reference"], e.radii, params.env.success_radius, targets.n_levels, "reference_"))
+    return metrics, [{"controller": d, **row} for d in drivers for row in rows[d]]
 
 
 def evaluate_controller(
     controller: Any, params: Params, targets: TargetCache, episodes: int | None, seed: int = 0
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`evaluate`'s episodes (same targets, same start states) with the arm driven by a
-    `rlcore.policy.controller.Controller`: measured joints in, joint-position commands out."""
+    """`evaluate`'s episodes (same targets, same start states) with the arm driven through the
+    torch-free controller API (`rlcore.policy.controller.Controller`, or the reference
+    `rlcore.policy.reference.DlsController`): measured joints in, joint-position commands out."""
     from rlcore.envs.engines import make_reach_env
 
     chosen = heldout_targets(targets, episodes, seed)
     env = make_reach_env(params, targets, mode="eval")
-    radius, rows = params.env.success_radius, []
+    arm, steps, rows = env.arm, params.env.episode_steps, []
     for i, idx in enumerate(chosen):
         env.reset(seed=seed + i, options={"target": targets.positions[idx]})
         q, qd = env.arm.joint_state()
         controller.reset(q)
-        first_reach, d = None, float("inf")
-        for t in range(params.env.episode_steps):
-            env.command(controller.step(q, qd, env.target))
+        q_cmd = np.clip(q, arm.lower, arm.upper)
+        dist, actions = np.empty(steps), np.empty((steps, env.dof))
+        qs, qds, flange = np.empty((steps, env.dof)), np.empty((steps, env.dof)), np.empty((steps + 1, 3))
+        flange[0] = arm.ee_position(fk=True)
+        for t in range(steps):
+            command = controller.step(q, qd, env.target)
+            actions[t] = (command - q_cmd) / (arm.vmax / params.env.control_hz)  # the applied action
+            q_cmd = command
+            env.command(command)
             q, qd = env.arm.joint_state()
-            d = float(np.linalg.norm(env.target - env.arm.ee_position(fk=True)))
-            if first_reach is None and d < radius:
-                first_reach = t + 1
-        rows.append(_row(i, int(idx), targets, d, radius, first_reach))
+            flange[t + 1] = arm.ee_position(fk=True)
+            dist[t], qs[t], qds[t] = np.linalg.norm(env.target - flange[t + 1]), q, qd
+        traj = Trajectory(dist, actions, qs, qds, flange, env.target.copy())
+        row = {"episode": i, "target": int(idx), "level": int(targets.level[idx])}
+        rows.append({**row, **episode_metrics(traj, params.eval.radii, arm.lower, arm.upper, arm.vmax)})
     env.close()
-    return summarise(rows, targets.n_levels), rows
-
-
-def summarise(rows: list[dict[str, Any]], n_levels: int) -> dict[str, Any]:
-    """eval.json's figures; every success rate comes with its 95% Wilson interval (`_ci_low`,
-    `_ci_high`), the range the rate of a much longer evaluation would fall in."""
-    dist = np.array([r["final_distance_mm"] for r in rows])
-    reached = [r["steps_to_reach"] for r in rows if r["steps_to_reach"] != ""]
-    out: dict[str, Any] = {
-        "episodes": len(rows),
-        **rate_with_interval([r["success"] for r in rows], "success_rate"),
-        **rate_with_interval([r["success_5cm"] for r in rows], "success_rate_5cm"),
-        "final_distance_mm_median": float(np.median(dist)),
-        "final_distance_mm_p90": float(np.percentile(dist, 90)),
-        "steps_to_reach_median": float(np.median(reached)) if reached else None,
-    }
-    for level in range(n_levels):
-        out.update(
-            rate_with_interval([r["success"] for r in rows if r["level"] == level], f"success_rate_level{level}")
-        )
-    return out
+    return summarise(rows, params.eval.radii, params.env.success_radius, targets.n_levels), rows
 
 
 def describe(metrics: dict[str, Any]) -> list[str]:
-    """Printable lines: each success rate with its interval, `success_rate  94.5%  (95% CI 90.4-96.9%)`."""
-    lines = []
-    for key, value in metrics.items():
-        if key.endswith(("_ci_low", "_ci_high")):
-            continue
-        if key.startswith("success_rate") and value is not None:
-            low, high = metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"]
-            lines.append(f"{key:<26} {value:6.1%}  (95% CI {low:.1%}-{high:.1%})")
-        else:
-            lines.append(f"{key:<26} {value if not isinstance(value, float) else round(value, 4)}")
+    """Printable lines, the policy's figures beside the reference's where there are any: each rate
+    with its 95% interval, `within_5mm   94.5% (90.4-96.9)   100.0% (99.8-100.0)`."""
+
+    def cell(key: str) -> str:
+        value = metrics.get(key)
+        if value is None:
+            return "-" if key in metrics else ""
+        if f"{key}_ci_low" in metrics:
+            return f"{value:6.1%} ({metrics[f'{key}_ci_low']:.1%}-{metrics[f'{key}_ci_high']:.1%})"
+        return f"{value:g}" if isinstance(value, int) else f"{value:.4g}"
+
+    keys = [k for k in metrics if not k.startswith("reference_") and not k.endswith(("_ci_low", "_ci_high"))]
+    with_reference = any(k.startswith("reference_") for k in metrics)
+    lines = [f"{'':<32} {'policy':<24} reference (dls)"] if with_reference else []
+    for key in keys:
+        line = f"{key:<32} {cell(key):<24}"
+        lines.append((line + (f" {cell('reference_' + key)}" if with_reference else "")).rstrip())
     return lines
 
 
 def write_episodes(path: Path, rows: list[dict[str, Any]]) -> None:
+    """out/eval_episodes.csv: one row per episode and controller."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -211,6 +184,8 @@ def evaluate_batched(
         "episodes": n,
         **rate_with_interval(d < params.env.success_radius, "success_rate"),
         **rate_with_interval(d < SUCCESS_5CM, "success_rate_5cm"),
+        **{k: v for r in params.eval.radii for k, v in rate_with_interval(d < r, f"within_{radius_name(r)}").items()},
         "final_distance_mm_median": float(np.median(d) * 1000),
         "final_distance_mm_p90": float(np.percentile(d, 90) * 1000),
+        "final_distance_mm_p99": float(np.percentile(d, 99) * 1000),
     }

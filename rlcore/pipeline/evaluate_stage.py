@@ -12,6 +12,7 @@ from pathlib import Path
 from rlcore.config.schema import Params
 from rlcore.envs.engines import LABELS, engine_of
 from rlcore.envs.targets import TargetCacheError
+from rlcore.evaluation.plots import distance_cdf
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageError, workspace
 from rlcore.pipeline.evaluate import describe, evaluate, placeholder_gif, render_gif, write_episodes
@@ -38,7 +39,10 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         # PyBullet's GUI exits the process when it cannot reach an X server (MuJoCo's viewer fails): check first
         raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
-    metrics, rows = evaluate(policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui)
+    reference = params.eval.reference == "dls"
+    metrics, rows = evaluate(
+        policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui, reference=reference
+    )
     # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
     # pipeline's outputs and its MLflow run alone
     adhoc = bool(args.model or args.episodes is not None or args.gui)
@@ -46,6 +50,7 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     args.out = args.out or f"{base}/eval.json"
     args.episodes_csv = args.episodes_csv or f"{base}/eval_episodes.csv"
     args.gif = args.gif or f"{base}/eval.gif"
+    args.cdf = args.cdf or f"{base}/eval_cdf.png"
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -53,6 +58,9 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     )
     episodes_csv = root / args.episodes_csv
     write_episodes(episodes_csv, rows)
+    cdf = distance_cdf(
+        rows, params.eval.radii, root / args.cdf, f"Held-out final distance ({LABELS[engine_of(params)]})"
+    )
     gif = root / args.gif
     if params.eval.gif_episodes > 0:
         frames = render_gif(policy, params, targets, gif, params.eval.gif_episodes, params.eval.seed)
@@ -61,6 +69,7 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
         placeholder_gif(gif, "no episodes rendered (eval.gif_episodes: 0)")
     engine = LABELS[engine_of(params)]
     print(f"evaluate ({bundle['algo']} policy, {metrics['episodes']} held-out episodes, {engine} accurate physics):")
+    print(f"  wrote {args.out}, {args.episodes_csv}, {args.cdf}")
     for line in describe(metrics):
         print(f"  {line}")
     train_json = root / "out" / "train.json"
@@ -72,8 +81,8 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
                 for key, value in metrics.items()
                 if isinstance(value, (int, float))
             }
-            files = [(out, "eval"), (episodes_csv, "eval")] + ([(gif, "eval")] if params.eval.gif_episodes > 0 else [])
+            files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
+                [(gif, "eval")] if params.eval.gif_episodes > 0 else []
+            )
             tracking.log_results(run_id, logged, files, {"evaluated": "true"}, "logging the evaluation")
             print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
-
-

@@ -95,5 +95,3 @@ def log_to_mlflow(root: Path, onnx_path: Path, example, result: dict, params) ->
         print(f"  registered {MODEL_NAME} version {logged['version']} ({champion})")
     else:
         print(f"  not registered: {logged['not_registered']}")
-
-

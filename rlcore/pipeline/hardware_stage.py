@@ -89,5 +89,3 @@ def hardware_stage(args: argparse.Namespace, params: Params) -> None:
     physics = report["physics"]
     print(f"physics engine: {physics['engine'] or 'none'} ({physics['reason']})")
     print(f"wrote {out}")
-
-

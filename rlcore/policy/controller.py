@@ -14,53 +14,13 @@ the arm's position controller.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rodrigues: the rotation by `angle` about unit `axis`."""
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
-
-
-def _rpy(rpy: list[float]) -> np.ndarray:
-    """URDF fixed-axis roll-pitch-yaw: Rz(yaw) Ry(pitch) Rx(roll)."""
-    r, p, y = rpy
-    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
-
-
-class ChainFK:
-    """Flange position of the chain stored in the model's metadata (float64, numpy)."""
-
-    def __init__(self, joints: list[dict[str, Any]]) -> None:
-        self.steps = []
-        for j in joints:
-            axis = np.asarray(j["axis"], dtype=np.float64)
-            axis = axis / (np.linalg.norm(axis) or 1.0)
-            self.steps.append((np.asarray(j["xyz"], dtype=np.float64), _rpy(j["rpy"]), axis, j["movable"]))
-
-    def position(self, q: np.ndarray) -> np.ndarray:
-        rot, pos, qi = np.eye(3), np.zeros(3), 0
-        for xyz, origin_rot, axis, movable in self.steps:
-            pos = pos + rot @ xyz
-            rot = rot @ origin_rot
-            if movable:
-                rot = rot @ _rotation(axis, float(q[qi]))
-                qi += 1
-        return pos
+from rlcore.policy.chain_fk import ChainFK
 
 
 class Controller:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from rlcore.envs.task import obs_size
+from rlcore.policy.chain_fk import chain_joints
 from rlcore.policy.file import Policy, policy_from_bundle
 from rlcore.robots.chain import Chain
 
@@ -72,19 +73,7 @@ def observation_layout(dof: int) -> list[dict[str, Any]]:
 
 def metadata(chain: Chain, control_hz: int, algo: str) -> dict[str, str]:
     """The model's metadata (all strings): names, units, layout, the chain for the controller's FK."""
-    joints = [
-        {
-            "name": j.name,
-            "movable": j.movable,
-            "xyz": list(j.xyz),
-            "rpy": list(j.rpy),
-            "axis": list(j.axis),
-            "lower": j.lower,
-            "upper": j.upper,
-            "velocity": j.velocity,
-        }
-        for j in chain.joints
-    ]
+    joints = chain_joints(chain)
     return {
         "rlcore.format": "1",
         "rlcore.algo": algo,

@@ -81,5 +81,3 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
         print(f"best: trial {best['number']}, held-out success {best['heldout_success_rate']:.3f}")
         print(f"promote it into the pipeline:\n  {best['promote']}")
         print(f"wrote {out_dir.relative_to(root)}/best_params.yaml and plots")
-
-

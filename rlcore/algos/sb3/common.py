@@ -23,9 +23,7 @@ def check_physics_backend(name: str, params: Params) -> None:
         raise ConfigError(f"train.algo = {name!r} needs env.backend = 'physics' (SB3 does not drive the twin)")
 
 
-def normalised_vec_env(
-    params: Params, targets: TargetCache, n_envs: int, wrap: Any = None
-) -> tuple[VecNormalize, str]:
+def normalised_vec_env(params: Params, targets: TargetCache, n_envs: int, wrap: Any = None) -> tuple[VecNormalize, str]:
     """SB3's faster vec env here (measured, under `train.vec_env: auto`), optionally wrapped
     (DQN's discrete actions), under VecNormalize; returns it and a note on the choice."""
     kind, why = params.train.vec_env, "as train.vec_env asks"
@@ -127,5 +125,3 @@ def run_summary(model: Any, wall: float, recorder: Any, curriculum: Curriculum) 
         iterations=len(recorder.history),
         history=recorder.history,
     )
-
-
