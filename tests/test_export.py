@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlcore.envs.task import obs_size
 from rlcore.policy import onnx_export as export
 from rlcore.policy.file import gaussian_bundle
 from rlcore.policy.networks import ActorCritic, RunningNorm
@@ -124,7 +125,7 @@ def test_registration_champion_and_serving(exported, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = tracking.setup(tmp_path)
     _, paths = exported
-    example = np.zeros((1, 27), dtype=np.float32)
+    example = np.zeros((1, obs_size(6)), dtype=np.float32)
     client = MlflowClient()
 
     def export_run(success: float | None) -> dict:
@@ -156,7 +157,7 @@ def test_registration_champion_and_serving(exported, tmp_path, monkeypatch):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     server = start_http_process(cmd, f"http://127.0.0.1:{port}/ping", tmp_path, env)
     try:
-        obs = np.random.default_rng(1).normal(size=(5, 27)).astype(np.float32)
+        obs = np.random.default_rng(1).normal(size=(5, obs_size(6))).astype(np.float32)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=json.dumps({"inputs": {"obs": obs.tolist()}}).encode(),

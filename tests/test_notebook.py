@@ -51,4 +51,6 @@ def test_the_notebook_runs_at_small_sizes(tmp_path):
     [run] = client.search_runs([client.get_experiment_by_name("rlcore").experiment_id])
     assert run.data.tags["dvc_stage"] == "notebook" and run.data.tags["mlflow.source.name"] == "notebooks/reach.ipynb"
     assert run.info.status == "FINISHED" and "eval_success_rate" in run.data.metrics
+    assert run.data.metrics["eval_reference_within_1mm"] == 1.0 and "reference (dls)" in text  # side by side
+    assert (repo / "out" / "notebook" / "eval_cdf.png").is_file()
     assert len(client.get_metric_history(run.info.run_id, "success_rate")) >= 2

@@ -37,6 +37,7 @@ def test_repro_writes_every_output(repo):
         "out/eval.json",
         "out/eval_episodes.csv",
         "out/eval.gif",
+        "out/eval_cdf.png",
         "out/report/report.md",
         "out/bench.json",
         "dvc.lock",
@@ -52,11 +53,15 @@ def test_repro_writes_every_output(repo):
     assert evaluation["episodes"] == 8
     low, high = evaluation["success_rate_ci_low"], evaluation["success_rate_ci_high"]
     assert 0 <= low <= evaluation["success_rate"] <= high <= 1 and high - low > 0.1  # 8 episodes: a wide interval
+    # the reference controller on the same episodes, every radius of eval.radii with its interval
+    assert evaluation["reference_episodes"] == 8 and evaluation["reference_within_1mm"] == 1.0
+    assert {f"{p}within_{r}_ci_low" for p in ("", "reference_") for r in ("1mm", "5mm", "20mm")} <= set(evaluation)
     exported = json.loads((repo / "out/export.json").read_text())
     assert exported["exporter"] == "torchscript" and exported["observations"] == 1000
     assert exported["max_abs_action"] <= 1e-5 and exported["max_abs_velocity_over_limit"] <= 1e-5
     assert exported["controller_episodes"] == 8 and 0 < exported["latency_p50_ms"] <= exported["latency_p99_ms"]
     assert abs(exported["controller_success_rate"] - exported["torch_success_rate"]) <= 0.25  # 8 episodes
+    assert exported["reference_within_1mm"] == 1.0  # the reference through the controller API
     bench = json.loads((repo / "out/bench.json").read_text())
     assert bench["fps_rlcore"] > 0 and bench["fps_sb3"] > 0
     assert bench["ratio_rlcore_vs_sb3"] == pytest.approx(bench["fps_rlcore"] / bench["fps_sb3"], rel=0.01)

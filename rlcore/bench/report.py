@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rlcore.bench.rounds import machine_text  # noqa: E402
+from rlcore.evaluation.plots import distance_cdf
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -22,9 +23,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path, engine: str) -> list[str]:
-    """PNG figures of the benchmarks that ran, the training curve and the evaluation; returns their
-    file names. `engine` names the physics engine of the evaluation ("PyBullet", "MuJoCo")."""
+def figures(
+    results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path, engine: str, radii: list[float]
+) -> list[str]:
+    """PNG figures of the benchmarks that ran, the training curve and the evaluation (the
+    final-distance CDF, policy and reference, `radii` marked); returns their file names. `engine`
+    names the physics engine of the evaluation ("PyBullet", "MuJoCo")."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     if "env" in results:
@@ -66,13 +70,8 @@ def figures(results: dict[str, Any], curve: Path, episodes: Path, out_dir: Path,
 
     rows = _read_csv(episodes)
     if rows:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        dist = [float(r["final_distance_mm"]) for r in rows]
-        ax.hist(dist, bins=40, range=(0, max(60.0, min(max(dist), 300.0))))
-        ax.axvline(20, color="red", ls="--", label="2 cm")
-        ax.set(xlabel="final distance (mm)", ylabel="episodes", title=f"Held-out evaluation ({engine})")
-        ax.legend()
-        names.append(_save(fig, out_dir, "eval_distances.png"))
+        distance_cdf(rows, radii, out_dir / "eval_cdf.png", f"Held-out final distance ({engine})")
+        names.append("eval_cdf.png")
     return names
 
 
@@ -175,7 +174,37 @@ def _run_lines(train: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
                 f"{evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |",
             ]
         lines.append("")
+    if evaluation:
+        lines += precision_lines(evaluation)
     return lines
+
+
+def precision_lines(evaluation: dict[str, Any]) -> list[str]:
+    """The policy beside the reference controller on every precision and motion figure of eval.json."""
+    keys = [k for k in evaluation if not k.startswith(("reference_", "success_rate")) and not k.endswith("_ci_low")]
+    keys = [k for k in keys if not k.endswith("_ci_high") and k != "episodes"]
+    reference = "reference_episodes" in evaluation
+    lines = [
+        "## Precision: policy and reference controller",
+        "",
+        "Held-out episodes in accurate physics; the reference is the damped-least-squares controller "
+        "(`eval.reference`) on the same targets and start states, with the same action interface.",
+        "",
+        "| | policy | reference |" if reference else "| | policy |",
+        "|---|---|---|" if reference else "|---|---|",
+    ]
+
+    def cell(key: str) -> str:
+        value = evaluation.get(key)
+        if value is None:
+            return "-"
+        if f"{key}_ci_low" in evaluation:
+            return _interval(evaluation, key)
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    for key in keys:
+        lines.append(f"| {key} | {cell(key)} |" + (f" {cell('reference_' + key)} |" if reference else ""))
+    return lines + [""]
 
 
 def _ppo_lines(ppo: dict[str, Any]) -> list[str]:

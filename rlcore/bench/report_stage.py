@@ -51,9 +51,8 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
             raise StageError(str(err)) from None
     results = measure(params, devices)
     engine = LABELS[engine_of(params)]
-    images = report.figures(
-        results, root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv", out_dir, engine
-    )
+    curve, episodes = root / "out" / "train_curve.csv", root / "out" / "eval_episodes.csv"
+    images = report.figures(results, curve, episodes, out_dir, engine, params.eval.radii)
     images += [algos_image] if algos_lines else []
     train = report.load_json(root / "out" / "train.json")
     evaluation = report.load_json(root / "out" / "eval.json")

@@ -16,7 +16,7 @@ import torch
 
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import TargetCache
-from rlcore.envs.task import StepResult, obs_size, reach_reward, substep_gain
+from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain
 from rlcore.robots.chain import read_chain
 from rlcore.robots.kinematics import ForwardKinematics
 
@@ -189,5 +189,7 @@ class BatchedReachEnv:
         """(observations, distances to the target) of a state."""
         ee = self.fk.ee_position(q)
         delta = target - ee
-        obs = torch.cat([(q - self.mid) / self.half, qd / self.vmax, ee, target, delta, prev_action], dim=-1)
-        return obs, delta.norm(dim=-1)
+        distance = delta.norm(dim=-1)
+        fine = fine_offset(delta, distance.unsqueeze(-1), self.cfg.offset_scale, lambda d, s: d.clamp(min=s))
+        obs = torch.cat([(q - self.mid) / self.half, qd / self.vmax, ee, target, delta, fine, prev_action], dim=-1)
+        return obs, distance

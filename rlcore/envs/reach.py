@@ -1,16 +1,19 @@
 """The reach task as a gymnasium env, whatever engine steps the physics (PyBullet or MuJoCo).
 
-Observation (float32, length 3 * dof + 9; dof = 6 for the FANUC):
+Observation (float32, length 3 * dof + 12; dof = 6 for the FANUC):
     [0:dof]         joint positions scaled to [-1, 1] by the URDF limits
     [dof:2dof]      joint velocities divided by the URDF velocity limits
     [2dof:2dof+3]   flange position (m, base frame)
     [+3:+6]         target position (m)
     [+6:+9]         target - flange (m)
-    [+9:+9+dof]     previous action (what the action-rate penalty compares against)
+    [+9:+12]        fine offset: (target - flange) / max(|target - flange|, env.offset_scale), linear
+                    within offset_scale of the target, so millimetres stay visible after normalisation
+    [+12:+12+dof]   previous action (what the action-rate penalty compares against)
 Action: one value in [-1, 1] per joint = a joint-velocity command as a fraction of the URDF
 velocity limit. It moves a commanded joint position (clipped to the limits) that the engine's
 position control tracks with the velocity limit enforced.
-Reward: -w_d d + w_p (1 - tanh(d / sigma)) - w_a |a - a_prev|^2 / dof, d = |target - flange|.
+Reward: -w_d d + w_p (1 - tanh(d / sigma)) + w_f (1 - tanh(d / sigma_f)) - w_a |a - a_prev|^2 / dof,
+d = |target - flange|.
 Episodes last `env.episode_steps` steps and never end on success (the arm must hold the target);
 `info["is_success"]` is d < `env.success_radius`, and counts at the last step.
 
@@ -29,7 +32,7 @@ import numpy as np
 
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import Curriculum, TargetCache
-from rlcore.envs.task import obs_size, reach_reward, substep_gain
+from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain
 
 
 class ArmReachEnv(gym.Env):
@@ -166,5 +169,7 @@ class ArmReachEnv(gym.Env):
         obs[2 * d + 3 : 2 * d + 6] = self.target
         delta = obs[2 * d + 6 : 2 * d + 9]
         np.subtract(obs[2 * d + 3 : 2 * d + 6], obs[2 * d : 2 * d + 3], out=delta)
-        obs[2 * d + 9 :] = self.prev_action
-        return obs.copy(), math.sqrt(float(delta @ delta))
+        distance = math.sqrt(float(delta @ delta))
+        obs[2 * d + 9 : 2 * d + 12] = fine_offset(delta, distance, self.cfg.offset_scale)
+        obs[2 * d + 12 :] = self.prev_action
+        return obs.copy(), distance

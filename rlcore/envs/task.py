@@ -14,7 +14,13 @@ from rlcore.config.schema import EnvConfig
 
 def obs_size(dof: int) -> int:
     """Length of the observation vector for an arm with `dof` joints."""
-    return 3 * dof + 9
+    return 3 * dof + 12
+
+
+def fine_offset(delta: Any, distance: Any, scale: float, maximum: Any = max) -> Any:
+    """The target offset at millimetre resolution: delta / max(|delta|, scale), linear within
+    `scale` of the target and the unit direction beyond it (written once for floats and tensors)."""
+    return delta / maximum(distance, scale)
 
 
 def substep_gain(tracking: float, substeps: int) -> float:
@@ -30,8 +36,10 @@ def substep_gain(tracking: float, substeps: int) -> float:
 def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, tanh: Any = math.tanh) -> Any:
     """The shaped reward, written once for floats (math.tanh) and tensors (torch.tanh)."""
     r = cfg.reward
-    precision = 1.0 - tanh(distance / r.precision_sigma)
-    return -r.distance * distance + r.precision * precision - r.action_rate * action_delta_sq / dof
+    precision = r.precision * (1.0 - tanh(distance / r.precision_sigma))
+    if r.fine:
+        precision = precision + r.fine * (1.0 - tanh(distance / r.fine_sigma))
+    return -r.distance * distance + precision - r.action_rate * action_delta_sq / dof
 
 
 class StepResult(NamedTuple):

@@ -18,10 +18,12 @@ TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a
 
 def export_stage(args: argparse.Namespace, params: Params) -> None:
     """The `export` stage with its parsed command line (stages/export.py)."""
+    from rlcore.evaluation.metrics import radius_name
     from rlcore.pipeline.evaluate import evaluate, evaluate_controller
     from rlcore.policy import onnx_export as export
     from rlcore.policy.controller import Controller
     from rlcore.policy.file import load_policy
+    from rlcore.policy.reference import DlsController
     from rlcore.robots.chain import read_chain
 
     root = workspace()
@@ -57,15 +59,22 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
     if episodes:
         torch_metrics, _ = evaluate(policy, params, targets, episodes, params.eval.seed)
         ctl_metrics, _ = evaluate_controller(controller, params, targets, episodes, params.eval.seed)
-        for name, metrics in (("torch", torch_metrics), ("controller", ctl_metrics)):
-            for key in ("success_rate", "success_rate_ci_low", "success_rate_ci_high"):
-                result[f"{name}_{key}"] = metrics[key]
+        compared = [("torch", torch_metrics), ("controller", ctl_metrics)]
+        if params.eval.reference == "dls":  # the classical reference through the same controller API
+            reference = DlsController.from_model(onnx_path, params.eval.dls_damping)
+            compared.append(
+                ("reference", evaluate_controller(reference, params, targets, episodes, params.eval.seed)[0])
+            )
+        keys = [f"within_{radius_name(r)}" for r in params.eval.radii] + ["success_rate"]
+        for name, metrics in compared:
+            for key in keys:
+                result.update({f"{name}_{key}{end}": metrics[f"{key}{end}"] for end in ("", "_ci_low", "_ci_high")})
+            result[f"{name}_final_distance_mm_median"] = metrics["final_distance_mm_median"]
         result["controller_episodes"] = episodes
-        print(
-            f"  controller in {LABELS[engine_of(params)]}, {episodes} held-out episodes: "
-            f"{ctl_metrics['success_rate']:.1%} "
-            f"(torch policy on the same episodes: {torch_metrics['success_rate']:.1%})"
-        )
+        print(f"  {episodes} held-out episodes in {LABELS[engine_of(params)]}, through the controller API:")
+        for name, metrics in compared:
+            rates = ", ".join(f"{metrics[k]:.1%} within {k.removeprefix('within_')}" for k in keys[:-1])
+            print(f"    {name:<10} {rates}; median {metrics['final_distance_mm_median']:.3f} mm")
     print(f"  controller step at batch 1: p50 {result['latency_p50_ms']:.3f} ms, p99 {result['latency_p99_ms']:.3f} ms")
     out = root / args.out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
     q_cmd = controller.step(q, qd, target)   # every control step (1 / control_hz s)
 
 `step` builds the observation the policy was trained on (scaled joints and velocities, flange
-position from the URDF chain stored in the model, target, target - flange, previous action), runs
+position from the URDF chain stored in the model, target, target - flange, the fine offset, previous action), runs
 the ONNX model, and integrates its joint-velocity command into a joint-position command clipped
 to the URDF limits, as the training env does: q_cmd += joint_velocity / control_hz. Send q_cmd to
 the arm's position controller.
@@ -42,9 +42,10 @@ class Controller:
         self.vmax = np.array([j["velocity"] for j in movable])
         self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
         self.dt = 1.0 / float(meta["rlcore.control_hz"])
+        self.offset_scale = float(meta.get("rlcore.offset_scale", "0.02"))
         self.fk = ChainFK(chain["joints"])
         self.dof = len(movable)
-        self.obs = np.zeros((1, 3 * self.dof + 9), dtype=np.float32)
+        self.obs = np.zeros((1, 3 * self.dof + 12), dtype=np.float32)
         self.prev_action = np.zeros(self.dof, dtype=np.float32)
         self.q_cmd = np.zeros(self.dof)
 
@@ -63,8 +64,10 @@ class Controller:
         obs[d : 2 * d] = qd / self.vmax
         obs[2 * d : 2 * d + 3] = ee
         obs[2 * d + 3 : 2 * d + 6] = target
-        obs[2 * d + 6 : 2 * d + 9] = target - ee
-        obs[2 * d + 9 :] = self.prev_action
+        delta = target - ee
+        obs[2 * d + 6 : 2 * d + 9] = delta
+        obs[2 * d + 9 : 2 * d + 12] = delta / max(float(np.linalg.norm(delta)), self.offset_scale)
+        obs[2 * d + 12 :] = self.prev_action
         return self.obs
 
     def step(self, q: np.ndarray, qd: np.ndarray, target: np.ndarray) -> np.ndarray:

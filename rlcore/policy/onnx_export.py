@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlcore.config.schema import EnvConfig
 from rlcore.envs.task import obs_size
 from rlcore.policy.chain_fk import chain_joints
 from rlcore.policy.file import Policy, policy_from_bundle
@@ -67,12 +68,19 @@ def observation_layout(dof: int) -> list[dict[str, Any]]:
         {"name": "flange_position", "start": 2 * dof, "size": 3, "units": "m, robot base frame"},
         {"name": "target_position", "start": 2 * dof + 3, "size": 3, "units": "m, robot base frame"},
         {"name": "target_minus_flange", "start": 2 * dof + 6, "size": 3, "units": "m"},
-        {"name": "previous_action", "start": 2 * dof + 9, "size": dof, "units": "the last `action` output, [-1, 1]"},
+        {
+            "name": "target_minus_flange_fine",
+            "start": 2 * dof + 9,
+            "size": 3,
+            "units": "(target - flange) / max(|target - flange|, rlcore.offset_scale)",
+        },
+        {"name": "previous_action", "start": 2 * dof + 12, "size": dof, "units": "the last `action` output, [-1, 1]"},
     ]
 
 
-def metadata(chain: Chain, control_hz: int, algo: str) -> dict[str, str]:
-    """The model's metadata (all strings): names, units, layout, the chain for the controller's FK."""
+def metadata(chain: Chain, control_hz: int, algo: str, offset_scale: float = 0.02) -> dict[str, str]:
+    """The model's metadata (all strings): names, units, layout, the chain for the controller's FK,
+    and the fine offset's scale (env.offset_scale) the observation needs."""
     joints = chain_joints(chain)
     return {
         "rlcore.format": "1",
@@ -87,6 +95,7 @@ def metadata(chain: Chain, control_hz: int, algo: str) -> dict[str, str]:
         "rlcore.observation_layout": json.dumps(observation_layout(chain.dof)),
         "rlcore.joint_names": json.dumps([j.name for j in chain.movable]),
         "rlcore.control_hz": str(control_hz),
+        "rlcore.offset_scale": repr(float(offset_scale)),
         "rlcore.chain": json.dumps({"root": chain.root, "ee_link": chain.ee_link, "joints": joints}),
         "rlcore.urdf_sha256": chain.sha256,
     }
@@ -136,7 +145,8 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
     quiet.setLevel(level)
     model = onnx.load(str(path))
     extra = {"rlcore.exporter": method, "rlcore.policy_kind": bundle.get("kind", "gaussian")}
-    for key, value in {**metadata(chain, control_hz, bundle.get("algo", "rlcore")), **extra}.items():
+    offset_scale = bundle["params"].get("env", {}).get("offset_scale", EnvConfig().offset_scale)
+    for key, value in {**metadata(chain, control_hz, bundle.get("algo", "rlcore"), offset_scale), **extra}.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
