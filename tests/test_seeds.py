@@ -52,7 +52,11 @@ def test_summaries_give_mean_min_max_intervals_and_time_to_target(result):
     assert b["reached"] == 0 and b["time_to_target_s"]["mean"] is None
     assert all(s["time_to_target_s"] is None for s in b["seeds"])
     assert b["heldout"]["success_rate_max"] == 0.0
-    assert "time to 50% held-out: not reached" in stdout
+    assert "time to 50% (success_rate)" in stdout and "not reached" in stdout
+    # precision: every radius of eval.radii per seed, pooled, and the reference controller's row beside them
+    assert {"within_1mm_mean", "within_5mm_pooled_ci_low", "final_distance_mm_p99_mean"} <= set(a["heldout"])
+    assert a["reference"]["reference_within_1mm"] == 1.0 and a["reference"]["reference_episodes"] == 6
+    assert "reference (dls)" in stdout and "within 1mm" in stdout and "p50/p90/p99 mm" in stdout
     assert "compare: the held-out intervals do not overlap" in stdout and "a is better" in stdout
     assert (root / "out/seeds/a.png").stat().st_size > 1000
 

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--score-every", type=positive_int, default=20, help="updates between twin scores (20)")
     group.add_argument("--target", type=positive_float, default=0.95, help="held-out success to time (0.95)")
+    group.add_argument(
+        "--radius",
+        type=positive_float,
+        default=None,
+        help="m: time success within this radius (0.005: the precision objective); default env.success_radius",
+    )
     group.add_argument("--out-dir", default="out/seeds", help="summary JSON and figure (out/seeds)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -92,6 +98,7 @@ def run_command(args: argparse.Namespace, params: Params) -> None:
             args.score_every,
             args.target,
             not args.no_progress,
+            args.radius,
         )
         write_summary(summary, root / args.out_dir)
         for line in summary_text(summary):
@@ -112,8 +119,11 @@ def run_config(
     score_every: int,
     target: float,
     progress: bool = True,
+    radius: float | None = None,
 ) -> dict[str, Any]:
-    """Train `n_seeds` seeds of one configuration under an MLflow parent run; returns the summary."""
+    """Train `n_seeds` seeds of one configuration under an MLflow parent run; returns the summary.
+    The first seed's evaluation also runs the reference controller (eval.reference) on the same
+    episodes: its figures do not depend on the training seed."""
     client = tracking.client()
     parent = tracking.open_run(
         None, params, "seeds", decision.policy_device, extra_params={"seeds.n": n_seeds, "seeds.label": label}
@@ -125,12 +135,18 @@ def run_config(
         for s in range(n_seeds):
             seed_params = params.model_copy(update={"seed": params.seed + s})
             print(f"seeds [{label}]: seed {seed_params.seed} ({s + 1}/{n_seeds})")
-            results.append(train_seed(seed_params, targets, decision, parent, label, score_every, target, progress))
+            reference = s == 0 and params.eval.reference == "dls"
+            results.append(
+                train_seed(
+                    seed_params, targets, decision, parent, label, score_every, target, progress, radius, reference
+                )
+            )
     except BaseException:
         tracking.end_run(parent, "KILLED")
         raise
-    summary = summarise(results, label, overrides, target, params)
+    summary = summarise(results, label, overrides, target, params, radius)
     metrics = {f"heldout_{k}": v for k, v in summary["heldout"].items() if v is not None}
+    metrics.update({k: v for k, v in summary["reference"].items() if isinstance(v, (int, float))})
     metrics["seeds_reached_target"] = summary["reached"]
     if summary["time_to_target_s"]["mean"] is not None:
         metrics.update({f"time_to_target_s_{k}": v for k, v in summary["time_to_target_s"].items()})
@@ -149,9 +165,12 @@ def train_seed(
     score_every: int,
     target: float,
     progress: bool,
+    radius: float | None = None,
+    reference: bool = False,
 ) -> SeedResult:
-    """Train one seed (nested MLflow run), scoring it in the twin as it goes; then evaluate it."""
-    from rlcore.pipeline.evaluate import evaluate_batched
+    """Train one seed (nested MLflow run), scoring it in the twin as it goes (success within
+    `radius`, default env.success_radius); then evaluate it (with the reference controller)."""
+    from rlcore.pipeline.evaluate import evaluate_batched, objective_key
     from rlcore.policy.file import policy_from_bundle
 
     params, res = runs.resolve(params, decision)
@@ -165,12 +184,13 @@ def train_seed(
         train_s = row["wall_s"] - state["scoring_s"]  # the clock read before this update's scoring
         start = time.perf_counter()
         policy = policy_from_bundle(trainer.policy(), res.env_device)
-        rate = evaluate_batched(policy, params, targets, None, seed=params.eval.seed, device=res.env_device)
+        rate = evaluate_batched(policy, params, targets, None, params.eval.seed, res.env_device, radius)
         state["scoring_s"] += time.perf_counter() - start
-        point = {"step": row["step"], "train_s": train_s, "twin_success_rate": rate["success_rate"]}
+        score = rate[objective_key(radius)]
+        point = {"step": row["step"], "train_s": train_s, "twin_success_rate": score}
         state["curve"].append(point)
-        sender.add({"heldout_twin_success_rate": rate["success_rate"], "train_s": train_s}, int(row["step"]))
-        if state["reached"] is None and rate["success_rate"] >= target:
+        sender.add({"heldout_twin_success_rate": score, "train_s": train_s}, int(row["step"]))
+        if state["reached"] is None and score >= target:
             state["reached"] = point
 
     def on_start(trainer: Any, note: str | None) -> None:
@@ -195,7 +215,9 @@ def train_seed(
         from rlcore.pipeline.evaluate import evaluate
 
         where = engine_of(params)
-        heldout, _ = evaluate(policy, params, targets, params.eval.episodes, params.eval.seed, progress=progress)
+        heldout, _ = evaluate(
+            policy, params, targets, params.eval.episodes, params.eval.seed, progress=progress, reference=reference
+        )
     except (ImportError, ConfigError):  # no physics engine here (a GPU box): the twin's figure, said so
         heldout, where = evaluate_batched(policy, params, targets, None, seed=params.eval.seed), "twin"
     reached = state["reached"]
@@ -209,7 +231,11 @@ def train_seed(
         steps_to_target=None if reached is None else int(reached["step"]),
         curve=state["curve"],
     )
-    metrics = {f"heldout_{k}": v for k, v in heldout.items() if k.startswith("success") and v is not None}
+    metrics = {
+        f"heldout_{k}": v
+        for k, v in heldout.items()
+        if k.startswith(("success", "within", "final_distance")) and isinstance(v, (int, float))
+    }
     metrics["train_s"] = result.train_s
     if reached is not None:
         metrics.update(time_to_target_s=result.time_to_target_s, steps_to_target=float(result.steps_to_target))
@@ -219,59 +245,99 @@ def train_seed(
     return result
 
 
-def summarise(results: list[SeedResult], label: str, overrides: list[str], target: float, params: Params) -> dict:
-    """Mean, min and max over seeds; the pooled interval; time to the target where reached."""
-    rates = [r.heldout["success_rate"] for r in results]
-    successes = sum(round(r.heldout["success_rate"] * r.heldout["episodes"]) for r in results)
+def rate_keys(heldout: dict[str, Any]) -> list[str]:
+    """The policy's rates in an evaluation summary: within each radius of eval.radii, then the
+    success rate (within env.success_radius)."""
+    return [k for k in heldout if k.startswith("within_") and not k.endswith(("_ci_low", "_ci_high"))] + [
+        "success_rate"
+    ]
+
+
+def summarise(
+    results: list[SeedResult],
+    label: str,
+    overrides: list[str],
+    target: float,
+    params: Params,
+    radius: float | None = None,
+) -> dict:
+    """Mean, min and max over seeds of every rate, with its pooled interval; final-distance
+    percentiles; time to the target where reached; the reference controller's figures."""
+    heldout: dict[str, Any] = {}
     episodes = sum(r.heldout["episodes"] for r in results)
-    pooled = wilson_interval(successes, episodes)
+    for key in rate_keys(results[0].heldout):
+        rates = [r.heldout[key] for r in results]
+        successes = sum(round(r.heldout[key] * r.heldout["episodes"]) for r in results)
+        pooled = wilson_interval(successes, episodes)
+        heldout.update({f"{key}_{k}": v for k, v in seed_summary(rates).items()})
+        heldout.update({f"{key}_pooled_ci_low": pooled[0], f"{key}_pooled_ci_high": pooled[1]})
+    for key in ("final_distance_mm_median", "final_distance_mm_p90", "final_distance_mm_p99"):
+        if key in results[0].heldout:
+            heldout.update({f"{key}_{k}": v for k, v in seed_summary([r.heldout[key] for r in results]).items()})
     times = [r.time_to_target_s for r in results if r.time_to_target_s is not None]
     return {
         "label": label,
         "overrides": overrides,
         "target": target,
+        "objective": "success_rate" if radius is None else f"within {radius * 1000:g} mm",
         "total_steps": params.train.total_steps,
         "evaluated_in": results[0].evaluated_in,
-        "heldout": {
-            **{f"success_rate_{k}": v for k, v in seed_summary(rates).items()},
-            "success_rate_pooled_ci_low": pooled[0],
-            "success_rate_pooled_ci_high": pooled[1],
-        },
+        "heldout": heldout,
+        "reference": {k: v for k, v in results[0].heldout.items() if k.startswith("reference_")},
         "reached": len(times),
         "time_to_target_s": seed_summary(times) if times else {"mean": None, "min": None, "max": None},
         "seeds": [asdict(r) for r in results],
     }
 
 
+def _rate(value: float | None, low: float | None, high: float | None) -> str:
+    return "-" if value is None else f"{value:6.1%} ({low:.1%}-{high:.1%})"
+
+
 def summary_text(summary: dict[str, Any]) -> list[str]:
-    """The summary as printed lines."""
+    """The summary as printed lines: a row per seed, the pooled row, the reference's row."""
     h, t = summary["heldout"], summary["target"]
     labels = {"pybullet": "PyBullet, accurate physics", "mujoco": "MuJoCo, accurate physics"}
     where = labels.get(summary["evaluated_in"], "the twin (no physics engine here)")
+    keys = rate_keys(summary["seeds"][0]["heldout"])
+    names = [k.removeprefix("within_") if k != "success_rate" else "success" for k in keys]
     lines = [
         f"seeds [{summary['label']}] {' '.join(summary['overrides']) or '(params.yaml)'}: "
-        f"{len(summary['seeds'])} seeds x {summary['total_steps']:,} steps; held-out success in {where}",
-        f"  mean {h['success_rate_mean']:.1%}, min {h['success_rate_min']:.1%}, max {h['success_rate_max']:.1%}; "
-        f"pooled 95% CI {h['success_rate_pooled_ci_low']:.1%}-{h['success_rate_pooled_ci_high']:.1%}",
+        f"{len(summary['seeds'])} seeds x {summary['total_steps']:,} steps; held-out figures in {where}",
+        f"  {'':<16}"
+        + "".join(f"{'within ' + n if n != 'success' else n:<24}" for n in names)
+        + f"{'p50/p90/p99 mm':<22}{'trained':<9}time to {t:.0%} ({summary.get('objective', 'success_rate')})",
     ]
+
+    def distances(fig: dict[str, Any], prefix: str = "", end: str = "") -> str:
+        vals = [fig.get(f"{prefix}final_distance_mm_{p}{end}") for p in ("median", "p90", "p99")]
+        return "/".join("-" if v is None else f"{v:.3g}" for v in vals)
+
     for s in summary["seeds"]:
         ho = s["heldout"]
-        reached = (
-            "not reached"
-            if s["time_to_target_s"] is None
-            else (f"{s['time_to_target_s']:.0f} s ({s['steps_to_target']:,} steps)")
+        reached = "not reached" if s["time_to_target_s"] is None else f"{s['time_to_target_s']:.0f} s"
+        cells = "".join(f"{_rate(ho[k], ho[k + '_ci_low'], ho[k + '_ci_high']):<24}" for k in keys)
+        lines.append(f"  {'seed ' + str(s['seed']):<16}{cells}{distances(ho):<22}{s['train_s']:<9.0f}{reached}")
+    pooled = "".join(f"{h[k + '_mean']:6.1%} [{h[k + '_min']:.1%}-{h[k + '_max']:.1%}]".ljust(24) for k in keys)
+    lines.append(f"  {'mean [min-max]':<16}{pooled}{distances(h, end='_mean'):<22}")
+    cis = "".join(
+        f"{'(' + format(h[k + '_pooled_ci_low'], '.1%') + '-' + format(h[k + '_pooled_ci_high'], '.1%') + ')':<24}"
+        for k in keys
+    )
+    lines.append(f"  {'pooled 95% CI':<16}{cis}")
+    ref = summary.get("reference") or {}
+    if ref:
+        r = "reference_"
+        cells = "".join(
+            f"{_rate(ref.get(r + k), ref.get(r + k + '_ci_low'), ref.get(r + k + '_ci_high')):<24}" for k in keys
         )
-        lines.append(
-            f"  seed {s['seed']}: {ho['success_rate']:.1%} (95% CI {ho['success_rate_ci_low']:.1%}-"
-            f"{ho['success_rate_ci_high']:.1%}, {ho['episodes']} episodes); time to {t:.0%} held-out: {reached}; "
-            f"trained in {s['train_s']:.0f} s"
-        )
+        lines.append(f"  {'reference (dls)':<16}{cells}{distances(ref, 'reference_'):<22}{'-':<9}(no training)")
     return lines
 
 
 def comparison_text(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Whether two configurations' pooled held-out intervals overlap."""
-    ia = (a["heldout"]["success_rate_pooled_ci_low"], a["heldout"]["success_rate_pooled_ci_high"])
+    ia = (a["heldout"]["success_rate_pooled_ci_low"], a["heldout"]["success_rate_pooled_ci_high"])  # at the radius
     ib = (b["heldout"]["success_rate_pooled_ci_low"], b["heldout"]["success_rate_pooled_ci_high"])
     head = f"a {ia[0]:.1%}-{ia[1]:.1%} vs b {ib[0]:.1%}-{ib[1]:.1%}"
     if overlap(ia, ib):

@@ -274,6 +274,7 @@ class TuneConfig(Section):
     probe_s: float = Field(3.0, gt=0.0, le=600.0)
     seeds: int = Field(1, ge=1, le=10)
     eval_episodes: int = Field(1000, ge=10)  # held-out episodes in the batched twin per seed
+    radius: float | None = Field(None, gt=0.0, le=1.0)  # m: the objective's success radius; None = env's
     vram_limit_mb: float | None = Field(None, gt=0)  # None: the hardware stage's limit
     pruner_startup_trials: int = Field(5, ge=0)
     pruner_warmup_percent: int = Field(30, ge=0, le=100)  # no pruning before this share of the steps

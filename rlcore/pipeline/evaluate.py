@@ -18,7 +18,7 @@ from rlcore.policy.file import Policy
 from rlcore.runtime.devices import cpu_cores
 from rlcore.stats import rate_with_interval
 
-__all__ = ["evaluate", "evaluate_batched", "evaluate_controller", "heldout_targets", "summarise"]
+__all__ = ["evaluate", "evaluate_batched", "evaluate_controller", "heldout_targets", "objective_key", "summarise"]
 
 MIN_EPISODES_PER_WORKER = 100  # fewer, and starting a worker process costs more than it saves
 
@@ -154,6 +154,12 @@ def placeholder_gif(path: Path, text: str) -> None:
     image.save(path)
 
 
+def objective_key(radius: float | None) -> str:
+    """The metric a precision objective reads: `within_5mm` for 0.005, `success_rate` for None
+    (success within env.success_radius)."""
+    return "success_rate" if radius is None else f"within_{radius_name(radius)}"
+
+
 def evaluate_batched(
     policy: Policy,
     params: Params,
@@ -161,11 +167,12 @@ def evaluate_batched(
     episodes: int | None,
     seed: int = 0,
     device: str = "cpu",
+    radius: float | None = None,
 ) -> dict[str, Any]:
     """The same held-out evaluation in the batched twin at accurate physics, one episode per env:
     `episodes` sampled held-out targets, or every held-out target once (None). The figure to
     compare with PyBullet's to measure sim-to-sim transfer, and the fast score of tuning and
-    `bench seeds`."""
+    `bench seeds`; `radius` (m) adds its `within_` rate to those of eval.radii."""
     from rlcore.envs.batched import BatchedReachEnv
 
     heldout = targets.positions[targets.indices("heldout")]
@@ -184,7 +191,11 @@ def evaluate_batched(
         "episodes": n,
         **rate_with_interval(d < params.env.success_radius, "success_rate"),
         **rate_with_interval(d < SUCCESS_5CM, "success_rate_5cm"),
-        **{k: v for r in params.eval.radii for k, v in rate_with_interval(d < r, f"within_{radius_name(r)}").items()},
+        **{
+            k: v
+            for r in sorted({*params.eval.radii, *([radius] if radius else [])})
+            for k, v in rate_with_interval(d < r, f"within_{radius_name(r)}").items()
+        },
         "final_distance_mm_median": float(np.median(d) * 1000),
         "final_distance_mm_p90": float(np.percentile(d, 90) * 1000),
         "final_distance_mm_p99": float(np.percentile(d, 99) * 1000),

@@ -78,6 +78,7 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
     print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
     best = summary.get("best")
     if best:
-        print(f"best: trial {best['number']}, held-out success {best['heldout_success_rate']:.3f}")
+        within = "" if t.radius is None else f" within {t.radius * 1000:g} mm"
+        print(f"best: trial {best['number']}, held-out success{within} {best['heldout_success_rate']:.3f}")
         print(f"promote it into the pipeline:\n  {best['promote']}")
         print(f"wrote {out_dir.relative_to(root)}/best_params.yaml and plots")

@@ -132,7 +132,7 @@ def make_objective(
     train_fn defaults to rlcore.pipeline.train.train (the train stage's code, for whatever `train.algo`
     names); tests inject others.
     """
-    from rlcore.pipeline.evaluate import evaluate_batched
+    from rlcore.pipeline.evaluate import evaluate_batched, objective_key
     from rlcore.policy.file import policy_from_bundle
 
     algorithm = algorithm_for(params)
@@ -216,8 +216,10 @@ def make_objective(
 
                 _, bundle = train_fn(seed_params, res, targets, None, lambda *_: None, on_iteration, progress=False)
                 policy = policy_from_bundle(bundle, "cpu")
-                metrics = evaluate_batched(policy, seed_params, targets, params.tune.eval_episodes, seed=1000 + s)
-                scores.append(metrics["success_rate"])
+                radius = params.tune.radius
+                episodes = params.tune.eval_episodes
+                metrics = evaluate_batched(policy, seed_params, targets, episodes, seed=1000 + s, radius=radius)
+                scores.append(metrics[objective_key(radius)])
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -234,6 +236,7 @@ def make_objective(
         if opts.vram_limit_mb is not None:  # constraints are write-once: feasible ones set at the end
             trial.set_constraint("vram_excess_mb", estimate - opts.vram_limit_mb)
         client.log_metric(run_id, "heldout_success_rate", score)
+        client.set_tag(run_id, "objective", f"held-out {objective_key(params.tune.radius)} (twin)")
         client.set_tag(run_id, "trial_state", "COMPLETE")
         tracking.end_run(run_id, root=opts.root)
         return score
