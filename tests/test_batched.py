@@ -142,3 +142,25 @@ def test_step_reward_and_success_agree_with_pybullet(small_params, small_cache):
         assert bool(res.success[k]) == bool(info["is_success"]), (k, info["distance"])
     bullet.close()
     assert 0 < int(res.success.sum()) < n  # both outcomes were checked
+
+
+def test_action_power_moves_the_command_by_the_signed_power_in_both_envs(small_params, small_cache):
+    """env.action_power 2: an action a commands sign(a) a^2 of the velocity limit, in the twin and
+    in the PyBullet env alike (a half action moves the command a quarter step)."""
+    params = small_params.model_copy(
+        update={"env": small_params.env.model_copy(update={"action_power": 2.0, "reset_noise": 0.0})}
+    )
+    action = np.array([0.5, -0.5, 1.0, -1.0, 0.1, 0.0], dtype=np.float32)
+    expected = np.sign(action) * action**2
+    bullet = ReachEnv(params.env, params.robot, small_cache)
+    bullet.reset(seed=0)
+    start = bullet.q_cmd.copy()
+    bullet.step(action)
+    step = (bullet.q_cmd - start) / (bullet.arm.vmax * bullet.dt)
+    assert step == pytest.approx(expected, abs=1e-6)
+    twin = BatchedReachEnv(params.env, params.robot, None, 2, "cpu")
+    twin.reset()
+    start = twin.q_cmd.clone()
+    twin.step(torch.tensor(np.stack([action, action])))
+    step = ((twin.q_cmd - start) / (twin.vmax * twin.dt)).numpy()
+    assert step == pytest.approx(np.stack([expected, expected]), abs=1e-5)

@@ -16,7 +16,7 @@ import torch
 
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import TargetCache
-from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain
+from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
 from rlcore.robots.chain import read_chain
 from rlcore.robots.kinematics import ForwardKinematics
 
@@ -137,7 +137,8 @@ class BatchedReachEnv:
         """One control step as a pure function of the state: (clamped actions, q, qd, q_cmd,
         observations, distances, rewards). It touches no attribute it changes, so it can be compiled."""
         a = actions.clamp(-1.0, 1.0)
-        q_cmd = torch.minimum(torch.maximum(q_cmd + a * (self.vmax * self.dt), self.lower), self.upper)
+        fraction = velocity_fraction(a, self.cfg.action_power)
+        q_cmd = torch.minimum(torch.maximum(q_cmd + fraction * (self.vmax * self.dt), self.lower), self.upper)
         v = torch.zeros_like(q)
         for _ in range(self.substeps):
             v = torch.minimum(torch.maximum(self.gain / self.dt_sub * (q_cmd - q), -self.vmax), self.vmax)

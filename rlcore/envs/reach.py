@@ -10,7 +10,8 @@ Observation (float32, length 3 * dof + 12; dof = 6 for the FANUC):
                     within offset_scale of the target, so millimetres stay visible after normalisation
     [+12:+12+dof]   previous action (what the action-rate penalty compares against)
 Action: one value in [-1, 1] per joint = a joint-velocity command as a fraction of the URDF
-velocity limit. It moves a commanded joint position (clipped to the limits) that the engine's
+velocity limit, sign(a) |a|^env.action_power (power 1: the action itself). It moves a commanded
+joint position (clipped to the limits) that the engine's
 position control tracks with the velocity limit enforced.
 Reward: -w_d d + w_p (1 - tanh(d / sigma)) + w_f (1 - tanh(d / sigma_f)) - w_a |a - a_prev|^2 / dof,
 d = |target - flange|.
@@ -32,7 +33,7 @@ import numpy as np
 
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import Curriculum, TargetCache
-from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain
+from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
 
 
 class ArmReachEnv(gym.Env):
@@ -119,7 +120,8 @@ class ArmReachEnv(gym.Env):
     def step(self, action: np.ndarray):
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float32), -1.0), 1.0)
         arm = self.arm
-        self.command(np.minimum(np.maximum(self.q_cmd + a * self._vmax_dt, arm.lower), arm.upper))
+        fraction = velocity_fraction(a, self.cfg.action_power)
+        self.command(np.minimum(np.maximum(self.q_cmd + fraction * self._vmax_dt, arm.lower), arm.upper))
         diff = a - self.prev_action
         delta_sq = float(diff @ diff)
         self.prev_action = a

@@ -17,6 +17,13 @@ def obs_size(dof: int) -> int:
     return 3 * dof + 12
 
 
+def velocity_fraction(action: Any, power: float) -> Any:
+    """The joint-velocity command, as a fraction of the limit, of an action in [-1, 1]:
+    sign(a) |a|^power (arrays and tensors alike). Power 1 is the action itself; above 1 a small
+    action moves finely, so millimetre corrections need no tiny, exact network outputs."""
+    return action if power == 1.0 else action * abs(action) ** (power - 1.0)
+
+
 def fine_offset(delta: Any, distance: Any, scale: float, maximum: Any = max) -> Any:
     """The target offset at millimetre resolution: delta / max(|delta|, scale), linear within
     `scale` of the target and the unit direction beyond it (written once for floats and tensors)."""

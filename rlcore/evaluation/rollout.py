@@ -55,7 +55,7 @@ class _ReferenceDriver:
     def __init__(self, env: Any, damping: float) -> None:
         from rlcore.policy.reference import DlsController
 
-        self.controller = DlsController.from_chain(env.arm.chain, env.cfg.control_hz, damping)
+        self.controller = DlsController.from_chain(env.arm.chain, env.cfg.control_hz, damping, env.cfg.action_power)
 
     def start(self, env: Any, obs: np.ndarray) -> None:
         self.controller.reset(env.q_cmd)  # the env's command starts where the arm is

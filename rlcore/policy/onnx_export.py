@@ -3,7 +3,8 @@ clipping and the scaling to joint-velocity commands, with a dynamic batch.
 
 Inputs: `obs`, float32 [N, obs_dim], raw units (the env's observation layout, in the model's
 metadata). Outputs: `action`, float32 [N, dof], the normalised action in [-1, 1]; and
-`joint_velocity`, float32 [N, dof], the command in rad/s (action x the URDF velocity limit).
+`joint_velocity`, float32 [N, dof], the command in rad/s (sign(a) |a|^env.action_power x the URDF
+velocity limit; the action itself at the default power 1).
 
 Exporter: torch.export-based (`torch.onnx.export(..., dynamo=True)`) on torch >= 2.9, where it is
 torch's default; the TorchScript exporter on older torch (2.4.1, DirectML's pin), where the
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from rlcore.config.schema import EnvConfig
-from rlcore.envs.task import obs_size
+from rlcore.envs.task import obs_size, velocity_fraction
 from rlcore.policy.chain_fk import chain_joints
 from rlcore.policy.file import Policy, policy_from_bundle
 from rlcore.robots.chain import Chain
@@ -36,7 +37,7 @@ class ExportedPolicy(nn.Module):
     """The deterministic policy and the command scaling, as one module: obs -> (action, rad/s).
     The normaliser's statistics are plain buffers here (no running state to trace)."""
 
-    def __init__(self, policy: Policy, velocity_limits: list[float], obs_dim: int) -> None:
+    def __init__(self, policy: Policy, velocity_limits: list[float], obs_dim: int, action_power: float = 1.0) -> None:
         super().__init__()
         self.head = policy.head  # PPO's clipped mean, SAC's tanh mean or DQN's greedy table row
         norm = policy.norm
@@ -47,11 +48,12 @@ class ExportedPolicy(nn.Module):
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
         self.register_buffer("vmax", torch.tensor(velocity_limits, dtype=torch.float32))
+        self.power = float(action_power)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = ((obs - self.mean) / self.std).clamp(-self.clip, self.clip)
         action = self.head(x)
-        return action, action * self.vmax
+        return action, velocity_fraction(action, self.power) * self.vmax
 
 
 def exporter() -> str:
@@ -107,7 +109,9 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
     import onnx
 
     method = method or exporter()
-    module = ExportedPolicy(policy_from_bundle(bundle), [j.velocity for j in chain.movable], bundle["obs_dim"]).eval()
+    env = {**EnvConfig().model_dump(), **bundle["params"].get("env", {})}
+    limits = [j.velocity for j in chain.movable]
+    module = ExportedPolicy(policy_from_bundle(bundle), limits, bundle["obs_dim"], env["action_power"]).eval()
     example = (torch.zeros(2, bundle["obs_dim"]),)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +149,11 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
     quiet.setLevel(level)
     model = onnx.load(str(path))
     extra = {"rlcore.exporter": method, "rlcore.policy_kind": bundle.get("kind", "gaussian")}
-    offset_scale = bundle["params"].get("env", {}).get("offset_scale", EnvConfig().offset_scale)
-    for key, value in {**metadata(chain, control_hz, bundle.get("algo", "rlcore"), offset_scale), **extra}.items():
+    extra["rlcore.action_power"] = repr(float(env["action_power"]))
+    for key, value in {
+        **metadata(chain, control_hz, bundle.get("algo", "rlcore"), env["offset_scale"]),
+        **extra,
+    }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
@@ -187,10 +194,12 @@ def parity(bundle: dict, path: str | Path, obs: np.ndarray) -> dict[str, float]:
         action = policy(torch.as_tensor(obs, dtype=torch.float32)).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ort_action, ort_velocity = session.run(OUTPUTS, {"obs": obs.astype(np.float32)})
-    joints = json.loads(session.get_modelmeta().custom_metadata_map["rlcore.chain"])["joints"]
+    meta = session.get_modelmeta().custom_metadata_map
+    joints = json.loads(meta["rlcore.chain"])["joints"]
     limits = np.array([j["velocity"] for j in joints if j["movable"]], dtype=np.float32)
+    fraction = velocity_fraction(action, float(meta.get("rlcore.action_power", "1.0")))
     return {
         "max_abs_action": float(np.abs(ort_action - action).max()),
-        "max_abs_velocity_over_limit": float((np.abs(ort_velocity - action * limits) / limits).max()),
+        "max_abs_velocity_over_limit": float((np.abs(ort_velocity - fraction * limits) / limits).max()),
         "observations": int(len(obs)),
     }

@@ -36,8 +36,15 @@ class DlsController:
 
     name = "dls"
 
-    def __init__(self, joints: list[dict[str, Any]], control_hz: float, damping: float = DEFAULT_DAMPING) -> None:
-        """The chain as joint dicts (`rlcore.policy.chain_fk`), the control rate, the damping (m)."""
+    def __init__(
+        self,
+        joints: list[dict[str, Any]],
+        control_hz: float,
+        damping: float = DEFAULT_DAMPING,
+        action_power: float = 1.0,
+    ) -> None:
+        """The chain as joint dicts (`rlcore.policy.chain_fk`), the control rate, the damping (m),
+        and the env's action_power (the velocity fraction is sign(a) |a|^power)."""
         if damping < 0:
             raise ValueError(f"damping must be >= 0, got {damping}")
         self.fk = ChainFK(joints)
@@ -45,13 +52,16 @@ class DlsController:
         self.lower, self.upper, self.vmax = self.fk.lower, self.fk.upper, self.fk.vmax
         self.dt = 1.0 / float(control_hz)
         self.damping = float(damping)
+        self.power = float(action_power)
         self.q_cmd = np.zeros(self.dof)
         self.last_action = np.zeros(self.dof, dtype=np.float32)
 
     @classmethod
-    def from_chain(cls, chain: Any, control_hz: float, damping: float = DEFAULT_DAMPING) -> DlsController:
+    def from_chain(
+        cls, chain: Any, control_hz: float, damping: float = DEFAULT_DAMPING, action_power: float = 1.0
+    ) -> DlsController:
         """For a `rlcore.robots.chain.Chain` (the env's own)."""
-        return cls(chain_joints(chain), control_hz, damping)
+        return cls(chain_joints(chain), control_hz, damping, action_power)
 
     @classmethod
     def from_model(cls, model_path: str | Path, damping: float = DEFAULT_DAMPING) -> DlsController:
@@ -62,7 +72,8 @@ class DlsController:
         data = meta.custom_metadata_map
         if data.get("rlcore.format") != "1":
             raise ValueError(f"{model_path} is not an rlcore policy export (no rlcore.format metadata)")
-        return cls(json.loads(data["rlcore.chain"])["joints"], float(data["rlcore.control_hz"]), damping)
+        joints = json.loads(data["rlcore.chain"])["joints"]
+        return cls(joints, float(data["rlcore.control_hz"]), damping, float(data.get("rlcore.action_power", "1.0")))
 
     def reset(self, q: np.ndarray) -> None:
         """Start a motion from the measured joint positions: command = where the arm is."""
@@ -77,9 +88,11 @@ class DlsController:
         jjt = jac @ np.swapaxes(jac, -1, -2) + self.damping**2 * np.eye(3)
         dq = (np.swapaxes(jac, -1, -2) @ np.linalg.solve(jjt, error[..., None]))[..., 0]
         fraction = dq / (self.vmax * self.dt)
-        scale = np.maximum(1.0, np.abs(fraction).max(axis=-1, keepdims=True))
-        action = (fraction / scale).astype(np.float32)
-        self.q_cmd = np.clip(self.q_cmd + action * (self.vmax * self.dt), self.lower, self.upper)
+        fraction = fraction / np.maximum(1.0, np.abs(fraction).max(axis=-1, keepdims=True))
+        action = (np.sign(fraction) * np.abs(fraction) ** (1.0 / self.power)).astype(np.float32)
+        # the command advances as the env advances its own, from the float32 action it receives
+        applied = action if self.power == 1.0 else action * np.abs(action) ** (self.power - 1.0)
+        self.q_cmd = np.clip(self.q_cmd + applied * (self.vmax * self.dt), self.lower, self.upper)
         self.last_action = action
         return action
 
