@@ -20,7 +20,9 @@ def test_a_subset_runs_only_its_benchmarks_and_reports_them(tmp_path):
     results = measure(params_with("[batched]"), ["cpu"])
     assert set(results) == {"batched"}
     assert [r["n_envs"] for r in results["batched"]["rows"]] == [64, 128]
-    names = report.figures(results, tmp_path / "no_curve.csv", tmp_path / "no_episodes.csv", tmp_path, "PyBullet")
+    names = report.figures(
+        results, tmp_path / "no_curve.csv", tmp_path / "no_episodes.csv", tmp_path, "PyBullet", [0.001, 0.005]
+    )
     assert names == ["batched_throughput.png"] and (tmp_path / names[0]).stat().st_size > 1000
     text = report.markdown(results, {}, {}, names, {"policy_device": "cpu", "env_device": "cpu"})
     assert "## Batched twin" in text and "Batched env: **cpu**" in text
@@ -49,3 +51,33 @@ def test_no_benchmarks_gives_the_runs_own_report():
 def test_an_unknown_benchmark_names_the_key():
     with pytest.raises(ConfigError, match="report.benchmarks"):
         params_with("[env, speed]")
+
+
+def test_the_precision_section_puts_the_policy_beside_the_reference(tmp_path):
+    """eval.json's figures in a table, policy and reference columns, intervals on the rates; the
+    episodes CSV drawn as the final-distance CDF."""
+    evaluation = {
+        "episodes": 4,
+        "success_rate": 0.75,
+        "success_rate_ci_low": 0.3,
+        "success_rate_ci_high": 0.95,
+        "within_1mm": 0.25,
+        "within_1mm_ci_low": 0.05,
+        "within_1mm_ci_high": 0.7,
+        "final_distance_mm_median": 2.5,
+        "reference_episodes": 4,
+        "reference_within_1mm": 1.0,
+        "reference_within_1mm_ci_low": 0.51,
+        "reference_within_1mm_ci_high": 1.0,
+        "reference_final_distance_mm_median": 0.002,
+    }
+    lines = report.precision_lines(evaluation)
+    row = next(line for line in lines if line.startswith("| within_1mm |"))
+    assert "25.0% (95% CI 5.0%-70.0%)" in row and "100.0% (95% CI 51.0%-100.0%)" in row
+    assert any(line.startswith("| final_distance_mm_median | 2.5 | 0.002 |") for line in lines)
+    csv = tmp_path / "episodes.csv"
+    csv.write_text(
+        "controller,episode,final_distance_mm\npolicy,0,2.5\npolicy,1,0.4\nreference,0,0.0\nreference,1,0.002\n"
+    )
+    names = report.figures({}, tmp_path / "no_curve.csv", csv, tmp_path, "PyBullet", [0.001, 0.005])
+    assert names == ["eval_cdf.png"] and (tmp_path / "eval_cdf.png").stat().st_size > 1000
