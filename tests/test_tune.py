@@ -14,6 +14,7 @@ import torch
 from optuna.trial import TrialState
 
 from rlcore.config.schema import Params
+from rlcore.envs.task import obs_size
 from rlcore.pipeline.params import load_params
 from rlcore.pipeline.placement import Placement
 from rlcore.policy.file import gaussian_bundle
@@ -31,6 +32,7 @@ DECISION_JSON = {  # out/hardware.json's decision
     "reasons": [],
 }
 DECISION = Placement.from_dict(DECISION_JSON)
+OBS = obs_size(6)
 TINY = {
     "targets": {"n": 300},
     "env": {"backend": "twin"},
@@ -83,8 +85,8 @@ class FakeTrain:
             raise self.error
         for i in (1, 2):
             on_iteration({"step": i * 512, "iteration": i, "success_rate": 0.1 * i, "fps": 1000.0})
-        model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
-        return {}, gaussian_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+        model = ActorCritic(OBS, 6, params.train.actor_hidden, params.train.critic_hidden)
+        return {}, gaussian_bundle(model, RunningNorm(OBS), params.model_dump(), "rlcore", OBS, 6)
 
 
 @pytest.fixture(autouse=True)
@@ -103,6 +105,24 @@ def test_infeasible_memory_is_pruned_before_training(workdir):
         assert t.state == TrialState.PRUNED
         assert t.user_attrs["prune_reason"].startswith("infeasible memory")
         assert t.system_attrs["constraints:vram_excess_mb"] > 0  # the excess, as an Optuna constraint
+
+
+def test_a_precision_radius_is_the_objective(workdir):
+    """tune.radius: the trial's value is held-out success within that radius (here 1 m, which an
+    untrained policy meets almost everywhere, where it meets the 2 cm success radius nowhere)."""
+    from mlflow.tracking import MlflowClient
+
+    from rlcore.tracking import runs as tracking
+
+    data = load_params(workdir / "params.yaml").model_dump()
+    data["tune"]["radius"] = 1.0
+    study = run_worker(Params.model_validate(data), options(workdir, "radius", 1), DECISION, FakeTrain())
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.value > 0.8
+    tracking.setup(workdir)
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("rlcore").experiment_id], "tags.objective != ''")
+    assert {r.data.tags["objective"] for r in runs} >= {"held-out within_1000mm (twin)"}
 
 
 def test_simulated_oom_is_pruned_with_reason(workdir):
@@ -209,8 +229,8 @@ class TimedFakeTrain(FakeTrain):
             step += 512
             wall += 1.0 if step == 512 * 4 else 0.01
             on_iteration({"step": step, "iteration": step // 512, "wall_s": wall, "success_rate": 0.5, "fps": 0.0})
-        model = ActorCritic(27, 6, params.train.actor_hidden, params.train.critic_hidden)
-        return {}, gaussian_bundle(model, RunningNorm(27), params.model_dump(), "rlcore", 27, 6)
+        model = ActorCritic(OBS, 6, params.train.actor_hidden, params.train.critic_hidden)
+        return {}, gaussian_bundle(model, RunningNorm(OBS), params.model_dump(), "rlcore", OBS, 6)
 
 
 def test_budget_objective_times_throughput_once_and_trains_that_many_steps(workdir):
