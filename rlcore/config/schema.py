@@ -52,7 +52,7 @@ class RewardConfig(Section):
     distance: float = Field(1.0, ge=0.0)  # -w * d
     precision: float = Field(1.0, ge=0.0)  # +w * (1 - tanh(d / sigma))
     precision_sigma: float = Field(0.02, gt=0.0)
-    fine: float = Field(0.0, ge=0.0)  # +w * (1 - tanh(d / fine_sigma)): the millimetre scale
+    fine: float = Field(1.0, ge=0.0)  # +w * (1 - tanh(d / fine_sigma)): the millimetre scale
     fine_sigma: float = Field(0.002, gt=0.0)
     action_rate: float = Field(0.01, ge=0.0)  # -w * |a - a_prev|^2 / dof
 
@@ -76,7 +76,7 @@ class EnvConfig(Section):
     target_noise: float = Field(0.0, ge=0.0, le=0.5)  # rad of joint noise on cached targets
     tracking: float = Field(0.8, gt=0.0, lt=1.0)  # gap to the commanded position closed per step
     offset_scale: float = Field(0.02, gt=0.0, le=1.0)  # m: the fine offset observation is linear within it
-    action_power: float = Field(1.0, ge=1.0, le=4.0)  # velocity fraction = sign(a) |a|^power: fine near 0
+    action_power: float = Field(1.5, ge=1.0, le=4.0)  # velocity fraction = sign(a) |a|^power: fine near 0
     train_physics: PhysicsConfig = PhysicsConfig(sim_hz=120, solver_iterations=10)
     eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
     reward: RewardConfig = RewardConfig()
