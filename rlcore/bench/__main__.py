@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -258,7 +259,7 @@ ALL = ("envs", "vec", "batched", "batched-ppo", "update", "ppo")
 def main(argv: list[str] | None = None) -> None:
     """Parse `python -m rlcore.bench COMMAND [options]` and run the command from COMMANDS."""
     from rlcore.config.schema import ConfigError
-    from rlcore.pipeline.cli import StageParser, positive_int, stage_parser
+    from rlcore.pipeline.cli import EXPECTED, StageParser, expected_os_error, positive_int, stage_parser
 
     shared = stage_parser(None, add_help=False)  # --params, --set
     shared.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
@@ -277,7 +278,16 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
-    COMMANDS[args.what].run(args, params)
+    try:
+        COMMANDS[args.what].run(args, params)
+    except SystemExit as done:  # a command's own one-line error: exit code 2, as the stages'
+        if isinstance(done.code, str):
+            parser.exit(2, f"{done.code}\n")
+        raise
+    except (*EXPECTED, OSError) as err:
+        if os.environ.get("RLCORE_DEBUG") or (isinstance(err, OSError) and not expected_os_error(err)):
+            raise
+        parser.exit(2, f"error: {err}\n")
 
 
 if __name__ == "__main__":

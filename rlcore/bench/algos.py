@@ -9,7 +9,6 @@ and against env steps, one line per algorithm).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from rlcore.envs.targets import TargetCache
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.params import apply_overrides, validate
 from rlcore.pipeline.placement import Placement
+from rlcore.runtime import files
 from rlcore.stats import wilson_interval
 
 ROWS: dict[str, list[str]] = {
@@ -198,6 +198,6 @@ def figure(results: dict[str, Any], path: Path) -> None:
 def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """out_dir/algos.json and out_dir/algos.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "algos.json").write_text(json.dumps(results, indent=2) + "\n")
+    files.write_json(out_dir / "algos.json", results)
     figure(results, out_dir / "algos.png")
     return [out_dir / "algos.json", out_dir / "algos.png"]

@@ -4,7 +4,6 @@ out/report/report.md, out/bench.json, and both in the train stage's MLflow run."
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rlcore.bench import report
@@ -14,6 +13,7 @@ from rlcore.config.schema import Params
 from rlcore.envs.engines import LABELS, engine_of
 from rlcore.pipeline import placement
 from rlcore.pipeline.cli import StageError, workspace
+from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 
 
@@ -56,17 +56,17 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
     images += [algos_image] if algos_lines else []
     train = report.load_json(root / "out" / "train.json")
     evaluation = report.load_json(root / "out" / "eval.json")
-    (out_dir / "report.md").write_text(report.markdown(results, train, evaluation, images, decision, algos_lines))
-    (out_dir / "bench_raw.json").write_text(report.raw_json(results))
+    files.write_text(out_dir / "report.md", report.markdown(results, train, evaluation, images, decision, algos_lines))
+    files.write_text(out_dir / "bench_raw.json", report.raw_json(results))
     metrics = report.bench_metrics(results)
     bench_path = root / args.bench
-    bench_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    files.write_json(bench_path, metrics)
     print(f"wrote {args.out_dir}/report.md ({len(images)} figures) and {args.bench}")
     for key, value in metrics.items():
         print(f"  {key:<22} {value}")
     run_id = train.get("run_id")
     if run_id:
         logged = {f"bench_{key}": float(value) for key, value in metrics.items()}
-        files = [(out_dir, "report"), (bench_path, "report")]
-        tracking.log_results(run_id, logged, files, what="logging the report")
+        artifacts = [(out_dir, "report"), (bench_path, "report")]
+        tracking.log_results(run_id, logged, artifacts, what="logging the report")
         print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")

@@ -16,7 +16,6 @@ held-out intervals overlap.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from rlcore.config.schema import ConfigError, Params
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.params import load_params
 from rlcore.pipeline.placement import Placement
+from rlcore.runtime import files
 from rlcore.stats import overlap, seed_summary, wilson_interval
 from rlcore.tracking import runs as tracking
 
@@ -349,7 +349,7 @@ def comparison_text(a: dict[str, Any], b: dict[str, Any]) -> str:
 def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
     """out_dir/<label>.json and a figure of each seed's twin score over training time."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{summary['label']}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_json(out_dir / f"{summary['label']}.json", summary)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,5 +367,5 @@ def write_summary(summary: dict[str, Any], out_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_dir / f"{summary['label']}.png", dpi=110)
     plt.close(fig)
-    files = [(out_dir / f"{summary['label']}.{ext}", "seeds") for ext in ("json", "png")]
-    tracking.log_results(summary["parent_run_id"], {}, files, None, "logging the seeds summary")
+    artifacts = [(out_dir / f"{summary['label']}.{ext}", "seeds") for ext in ("json", "png")]
+    tracking.log_results(summary["parent_run_id"], {}, artifacts, None, "logging the seeds summary")

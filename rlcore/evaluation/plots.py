@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from rlcore.runtime.files import atomic_path
+
 LABELS = {"policy": "policy", "reference": "reference (damped least squares)"}
 
 
@@ -40,7 +42,7 @@ def distance_cdf(rows: list[dict[str, Any]], radii: list[float], path: Path, tit
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -10,11 +11,22 @@ from pathlib import Path
 
 from rlcore.config.schema import ConfigError, Params
 from rlcore.pipeline.params import load_params
+from rlcore.runtime.files import DISK_ERRNOS, DiskError
 from rlcore.tracking import store
+from rlcore.tracking.runs import StoreError
 
 
 class StageError(RuntimeError):
     """A problem the user can fix (missing cache, stale model...); printed as one line."""
+
+
+# the failures a stage reports in one line (anything else is a bug: its traceback stays)
+EXPECTED = (ConfigError, StageError, StoreError, DiskError)
+
+
+def expected_os_error(err: OSError) -> bool:
+    """A missing file, or a disk that is full, read-only or not ours: said in one line."""
+    return isinstance(err, (FileNotFoundError, DiskError)) or err.errno in DISK_ERRNOS
 
 
 def workspace() -> Path:
@@ -49,8 +61,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -72,14 +84,17 @@ def stage_parser(description: str | None, add_help: bool = True) -> argparse.Arg
 def run_stage(
     main: Callable[[argparse.Namespace, Params], int | None], args: argparse.Namespace, logs_to_mlflow: str = ""
 ) -> None:
-    """Validate params, run the stage, and turn user errors into one line on stderr (exit 2).
-    A stage that logs to MLflow names itself in `logs_to_mlflow`: it then holds the store's lock
-    (one writer at a time on SQLite) while it runs."""
+    """Validate params, run the stage, and turn what the user can fix (bad params or files, a full
+    or read-only disk, a broken or absent tracking store) into one line on stderr, exit code 2.
+    RLCORE_DEBUG=1 shows the traceback instead. A stage that logs to MLflow names itself in
+    `logs_to_mlflow`: it then holds the store's lock (one writer at a time on SQLite) while it runs."""
     try:
         params = load_params(args.params, args.overrides)
         with store.store_lock(logs_to_mlflow) if logs_to_mlflow else nullcontext():
             code = main(args, params)
-    except (ConfigError, StageError, FileNotFoundError) as err:
+    except (*EXPECTED, OSError) as err:
+        if os.environ.get("RLCORE_DEBUG") or (isinstance(err, OSError) and not expected_os_error(err)):
+            raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -14,13 +14,34 @@ from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
 from rlcore.evaluation.metrics import SUCCESS_5CM, Trajectory, episode_metrics, radius_name, summarise
 from rlcore.evaluation.rollout import evaluate_drivers, heldout_targets
-from rlcore.policy.file import Policy
+from rlcore.policy.file import Policy, PolicyMismatch, check_policy, load_policy
+from rlcore.runtime import files
 from rlcore.runtime.devices import cpu_cores
 from rlcore.stats import rate_with_interval
 
 __all__ = ["evaluate", "evaluate_batched", "evaluate_controller", "heldout_targets", "objective_key", "summarise"]
 
 MIN_EPISODES_PER_WORKER = 100  # fewer, and starting a worker process costs more than it saves
+
+
+def load_checked_policy(path: Path, params: Params) -> tuple[Policy, dict]:
+    """The policy in `path`, checked against this run's robot and env: `StageError` with one line
+    for a missing, unreadable, foreign or non-finite policy file."""
+    from rlcore.pipeline.cli import StageError
+    from rlcore.robots.chain import chain_of
+
+    if not path.is_file():
+        raise StageError(f"model {path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
+    try:
+        policy, bundle = load_policy(str(path))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        why = " ".join(str(err).split())[:200] or type(err).__name__
+        raise StageError(f"model {path} is not a readable rlcore policy file ({why})") from None
+    try:
+        check_policy(bundle, chain_of(params.robot), params.robot.urdf, params.env, str(path))
+    except PolicyMismatch as err:
+        raise StageError(str(err)) from None
+    return policy, bundle
 
 
 def evaluate(
@@ -110,8 +131,7 @@ def describe(metrics: dict[str, Any]) -> list[str]:
 
 def write_episodes(path: Path, rows: list[dict[str, Any]]) -> None:
     """out/eval_episodes.csv: one row per episode and controller."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with files.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -139,8 +159,9 @@ def render_gif(
             frames.append(env.render())
     env.close()
     images = [Image.fromarray(f) for f in frames]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / params.env.control_hz), loop=0)
+    with files.atomic_path(path) as tmp:
+        duration = int(1000 / params.env.control_hz)
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=duration, loop=0)
     return len(frames)
 
 
@@ -150,8 +171,8 @@ def placeholder_gif(path: Path, text: str) -> None:
 
     image = Image.new("RGB", (360, 40), "white")
     ImageDraw.Draw(image).text((10, 14), text, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    with files.atomic_path(path) as tmp:
+        image.save(tmp)
 
 
 def objective_key(radius: float | None) -> str:

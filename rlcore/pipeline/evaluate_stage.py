@@ -15,22 +15,25 @@ from rlcore.envs.targets import TargetCacheError
 from rlcore.evaluation.plots import distance_cdf
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageError, workspace
-from rlcore.pipeline.evaluate import describe, evaluate, placeholder_gif, render_gif, write_episodes
-from rlcore.policy.file import load_policy
+from rlcore.pipeline.evaluate import (
+    describe,
+    evaluate,
+    load_checked_policy,
+    placeholder_gif,
+    render_gif,
+    write_episodes,
+)
+from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
+
+OUTPUT_MB = 50  # eval.json, the episodes CSV, the CDF and the GIF, with room to spare
 
 
 def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     """The `evaluate` stage with its parsed command line (stages/evaluate.py)."""
     root = workspace()
     model_path = Path(args.model) if args.model else root / "models" / "policy.pt"
-    if not model_path.is_file():
-        raise StageError(f"model {model_path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
-    try:
-        policy, bundle = load_policy(str(model_path))
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        why = tracking.first_line(err, 200)
-        raise StageError(f"model {model_path} is not a readable rlcore policy file ({why})") from None
+    policy, bundle = load_checked_policy(model_path, params)
     try:
         targets = runs.load_targets(params, root)
     except TargetCacheError as err:
@@ -39,10 +42,6 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     if args.gui and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         # PyBullet's GUI exits the process when it cannot reach an X server (MuJoCo's viewer fails): check first
         raise StageError("--gui needs a display (DISPLAY is not set); run without --gui for the GIF")
-    reference = params.eval.reference == "dls"
-    metrics, rows = evaluate(
-        policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui, reference=reference
-    )
     # --model/--episodes/--gui are ad-hoc runs: they write under out/adhoc/ and leave the
     # pipeline's outputs and its MLflow run alone
     adhoc = bool(args.model or args.episodes is not None or args.gui)
@@ -52,10 +51,14 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     args.gif = args.gif or f"{base}/eval.gif"
     args.cdf = args.cdf or f"{base}/eval_cdf.png"
     out = root / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=2) + "\n"
+    outputs = [out, root / args.episodes_csv, root / args.gif, root / args.cdf]
+    files.check_writable(outputs)
+    files.check_free_space(out.parent, OUTPUT_MB)
+    reference = params.eval.reference == "dls"
+    metrics, rows = evaluate(
+        policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui, reference=reference
     )
+    files.write_json(out, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()})
     episodes_csv = root / args.episodes_csv
     write_episodes(episodes_csv, rows)
     cdf = distance_cdf(
@@ -81,8 +84,8 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
                 for key, value in metrics.items()
                 if isinstance(value, (int, float))
             }
-            files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
+            logged_files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
                 [(gif, "eval")] if params.eval.gif_episodes > 0 else []
             )
-            tracking.log_results(run_id, logged, files, {"evaluated": "true"}, "logging the evaluation")
+            tracking.log_results(run_id, logged, logged_files, {"evaluated": "true"}, "logging the evaluation")
             print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")

@@ -12,6 +12,7 @@ from rlcore.envs.engines import LABELS, engine_of
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageError, workspace
+from rlcore.runtime import files
 
 TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a fraction of the velocity limit
 
@@ -19,35 +20,39 @@ TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a
 def export_stage(args: argparse.Namespace, params: Params) -> None:
     """The `export` stage with its parsed command line (stages/export.py)."""
     from rlcore.evaluation.metrics import radius_name
-    from rlcore.pipeline.evaluate import evaluate, evaluate_controller
+    from rlcore.pipeline.evaluate import evaluate, evaluate_controller, load_checked_policy
     from rlcore.policy import onnx_export as export
     from rlcore.policy.controller import Controller
-    from rlcore.policy.file import load_policy
     from rlcore.policy.reference import DlsController
     from rlcore.robots.chain import read_chain
 
     root = workspace()
-    model_path = root / "models" / "policy.pt"
-    if not model_path.is_file():
-        raise StageError(f"model {model_path} is missing: run `dvc repro train` first")
-    policy, bundle = load_policy(str(model_path))
+    policy, bundle = load_checked_policy(root / "models" / "policy.pt", params)  # finite, for this robot
     try:
         targets = runs.load_targets(params, root)
     except TargetCacheError as err:
         raise StageError(str(err)) from None
     chain = read_chain(params.robot.urdf, params.robot.ee_link)
-    onnx_path = root / args.onnx
+    onnx_path, out = root / args.onnx, root / args.out
+    files.check_writable([onnx_path, out])
     method = None if params.export.exporter == "auto" else params.export.exporter
-    used = export.export_onnx(bundle, chain, params.env.control_hz, onnx_path, method)
-    obs = export.parity_observations(bundle, params, targets, params.export.parity_observations, params.seed)
-    diff = export.parity(bundle, onnx_path, obs)
-    print(f"wrote {args.onnx} ({used} exporter, opset {export.OPSET}, {onnx_path.stat().st_size / 1024:.0f} KB)")
+    # exported and checked beside the old model, which it replaces only once it has passed
+    with files.atomic_path(onnx_path) as candidate:
+        used = export.export_onnx(bundle, chain, params.env.control_hz, candidate, method)
+        obs = export.parity_observations(bundle, params, targets, params.export.parity_observations, params.seed)
+        diff = export.parity(bundle, candidate, obs)
+        size_kb = candidate.stat().st_size / 1024
+        worst = max(diff["max_abs_action"], diff["max_abs_velocity_over_limit"])
+        if not worst <= TOLERANCE:  # NaN fails too
+            raise StageError(
+                f"the ONNX export does not match the torch policy within {TOLERANCE:.0e} ({worst:.1e}): "
+                f"{args.onnx} is left as it was"
+            )
+    print(f"wrote {args.onnx} ({used} exporter, opset {export.OPSET}, {size_kb:.0f} KB)")
     print(
         f"  onnxruntime vs torch on {diff['observations']:,} observations: action {diff['max_abs_action']:.1e}, "
         f"command {diff['max_abs_velocity_over_limit']:.1e} of the velocity limit (tolerance {TOLERANCE:.0e})"
     )
-    if max(diff["max_abs_action"], diff["max_abs_velocity_over_limit"]) > TOLERANCE:
-        raise StageError(f"{args.onnx} does not match the torch policy within {TOLERANCE:.0e}: {diff}")
     controller = Controller(onnx_path)
     result = {
         "exporter": used,
@@ -76,11 +81,7 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
             rates = ", ".join(f"{metrics[k]:.1%} within {k.removeprefix('within_')}" for k in keys[:-1])
             print(f"    {name:<10} {rates}; median {metrics['final_distance_mm_median']:.3f} mm")
     print(f"  controller step at batch 1: p50 {result['latency_p50_ms']:.3f} ms, p99 {result['latency_p99_ms']:.3f} ms")
-    out = root / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({k: (round(v, 9) if isinstance(v, float) else v) for k, v in result.items()}, indent=2) + "\n"
-    )
+    files.write_json(out, {k: (round(v, 9) if isinstance(v, float) else v) for k, v in result.items()})
     log_to_mlflow(root, onnx_path, obs[:1], result, params)
 
 

@@ -15,6 +15,7 @@ from rlcore.envs import engines
 from rlcore.pipeline import placement
 from rlcore.pipeline.cli import StageError
 from rlcore.robots.chain import chain_of
+from rlcore.runtime import files
 from rlcore.runtime import probes as hw
 from rlcore.runtime.memory import bytes_per_env
 
@@ -59,14 +60,13 @@ def hardware_stage(args: argparse.Namespace, params: Params) -> None:
         "decision": decided.to_dict(),
         "physics": physics_engine(params),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    files.write_json(out, report, sort_keys=True)
     volatile = {
         "timings": timings,
         "memory_free_mb": {p.device: p.memory_free_mb for p in probes if p.usable},
         "decision": report["decision"],  # the incumbent of the next run (previous_decision)
     }
-    timings_path.write_text(json.dumps(volatile, indent=2, sort_keys=True) + "\n")
+    files.write_json(timings_path, volatile, sort_keys=True)
     print(f"{'backend':<9} {'device':<12} {'usable':<6} {'memory MB':>10}  reason / name")
     for p in probes:
         mem = hw._unknown(p.memory_total_mb)

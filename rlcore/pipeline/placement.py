@@ -48,6 +48,10 @@ class Placement:
         if missing:
             raise ValueError(f"'decision' lacks {', '.join(missing)}")
         limit = data.get("vram_limit_mb")
+        if not all(isinstance(data[k], int) and data[k] >= 1 for k in ("n_envs_physics", "n_envs_twin")):
+            raise ValueError("'decision' n_envs_physics and n_envs_twin must be whole numbers >= 1")
+        if not all(isinstance(data[k], str) and data[k] for k in ("policy_device", "env_device")):
+            raise ValueError("'decision' policy_device and env_device must be device names such as 'cpu'")
         try:
             return cls(
                 str(data["policy_device"]),

@@ -26,9 +26,12 @@ from rlcore.envs.targets import TargetCache
 from rlcore.pipeline import placement
 from rlcore.pipeline.placement import Placement
 from rlcore.robots.chain import chain_of
-from rlcore.runtime import devices
+from rlcore.runtime import devices, files
 from rlcore.runtime import probes as hw
 from rlcore.runtime.memory import fit_to_limit, minibatch_size
+from rlcore.runtime.oscompat import host_memory_mb
+
+HOST_FRACTION = 0.8  # of the machine's RAM a CPU run may plan to use
 
 __all__ = ["Resolved", "SetupError", "read_hardware", "resolve", "train"]
 
@@ -42,9 +45,20 @@ def read_hardware(path: Path) -> Placement:
     if not path.is_file():
         raise SetupError(f"{path} is missing: run `dvc repro hardware` (or `python stages/hardware.py`) first")
     try:
-        return Placement.from_dict(json.loads(path.read_text())["decision"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        decision = Placement.from_dict(json.loads(path.read_text())["decision"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
         raise SetupError(f"{path} is unreadable ({err}): run `dvc repro hardware` again") from None
+    wanted = {decision.policy_device, decision.env_device} - {"cpu"}
+    if wanted:  # a workspace copied from another machine: is its device here?
+        probes = {p.device: p for p in hw.probe_all() if p.usable}
+        for device in sorted(wanted):
+            if device not in probes:
+                why = next((p.reason for p in hw.probe_all() if not p.usable and device.startswith(p.backend)), "")
+                raise SetupError(
+                    f"{path} decided device {device}, which this machine lacks ({why or 'not found'}): "
+                    "run `dvc repro hardware` (or `python stages/hardware.py`) again"
+                )
+    return decision
 
 
 def honour_explicit_device(params: Params, decision: Placement) -> tuple[Placement, str | None]:
@@ -83,19 +97,32 @@ def resolve(params: Params, decision: Placement) -> tuple[Params, Resolved]:
     on_gpu = policy_device != "cpu" or env_device != "cpu"
     need = algorithm.memory(params, n_envs)
     notes += [need.note] if need.note else []
-    if need.on_device and limit is not None and on_gpu and need.mb > limit:
+    host_mb = host_memory_mb()
+    if (not on_gpu or not need.on_device) and host_mb and need.mb > HOST_FRACTION * host_mb:
+        # on the CPU the estimate is host memory: stop before allocating, or shrink to fit
+        cap, where = HOST_FRACTION * host_mb, f"{HOST_FRACTION:.0%} of this machine's {host_mb:,.0f} MB of RAM"
+    elif need.on_device and limit is not None and on_gpu and need.mb > limit:
+        cap, where = limit, f"the VRAM limit {limit:.0f} MB"
+    else:
+        where = ""
+    if where and not need.on_device:  # SB3's replay buffer: no sizes to shrink
+        raise SetupError(
+            f"estimated peak memory {need.mb:,.0f} MB exceeds {where}: "
+            "lower train.sac.buffer_size or train.dqn.buffer_size"
+        )
+    if where:
         twin = params.env.backend == "twin"
-        fitted_envs, fitted_batch = fit_to_limit(params.train, chain_of(params.robot), n_envs, limit, twin)
+        fitted_envs, fitted_batch = fit_to_limit(params.train, chain_of(params.robot), n_envs, cap, twin)
         if not params.train.auto_fit:
             raise SetupError(
-                f"estimated peak device memory {need.mb:.0f} MB exceeds the VRAM limit {limit:.0f} MB "
+                f"estimated peak memory {need.mb:,.0f} MB exceeds {where} "
                 f"(n_envs {n_envs}, minibatch {minibatch_size(params.train, n_envs)}); largest that fit: "
                 f"train.n_envs={fitted_envs} train.minibatch_size={fitted_batch}, or set train.auto_fit=true"
             )
         params = params.model_copy(
             update={"train": params.train.model_copy(update={"n_envs": fitted_envs, "minibatch_size": fitted_batch})}
         )
-        notes.append(f"auto_fit: n_envs {n_envs} -> {fitted_envs}, minibatch -> {fitted_batch} to fit {limit:.0f} MB")
+        notes.append(f"auto_fit: n_envs {n_envs} -> {fitted_envs}, minibatch -> {fitted_batch} to fit {cap:.0f} MB")
         n_envs = fitted_envs
         need = algorithm.memory(params, n_envs)
     minibatch = algorithm.minibatch(params, n_envs)
@@ -110,8 +137,7 @@ def load_targets(params: Params, root: Path) -> TargetCache:
 def write_curve(path: Path, rows: list[dict[str, float]]) -> None:
     """out/train_curve.csv: one row per update, the columns DVC plots read."""
     cols = ["step", "wall_s", "fps", "success_rate", "episode_return", "curriculum_level"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with files.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(cols)
         for r in rows:

@@ -3,8 +3,6 @@ out/train.json and the curve, finish the run."""
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from rlcore.algos.ppo.algorithm import NonFiniteLossError
@@ -13,8 +11,13 @@ from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageError, workspace
+from rlcore.policy.file import robot_record
+from rlcore.robots.chain import chain_of
+from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 from rlcore.tracking.training import TrainingRun
+
+OUTPUT_MB = 200  # the policy file, checkpoints and the curve, with room to spare
 
 
 def train_stage(params: Params, model: str, out: str, curve: str, hardware: str) -> dict:
@@ -28,6 +31,9 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
         targets = runs.load_targets(params, root)
     except (runs.SetupError, TargetCacheError) as err:
         raise StageError(str(err)) from None
+    # every output is writable and the disk has room, before a minute of training is spent
+    files.check_writable([root / model, root / out, root / curve, root / params.train.checkpoint_dir / "last.pt"])
+    files.check_free_space(root, OUTPUT_MB)
     runs.cpu_threads(params)
     ckpt_dir = root / params.train.checkpoint_dir
     algorithm = algorithm_for(params)
@@ -50,10 +56,9 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
         except NonFiniteLossError as err:
             raise StageError(f"{err} (the last good checkpoint in {ckpt_dir} is kept)") from None
         model_path = root / model
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = model_path.with_suffix(".tmp")
-        torch.save(bundle, tmp)
-        tmp.replace(model_path)
+        bundle["robot"] = robot_record(chain_of(params.robot), params.robot.urdf)
+        with files.atomic_path(model_path) as tmp:
+            torch.save(bundle, tmp)
         runs.write_curve(root / curve, summary["history"])
         result = {
             "run_id": tracked.run_id,
@@ -69,9 +74,7 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
             "episode_return": summary["episode_return"],
             "curriculum_level": summary["curriculum_level"],
         }
-        out_path = root / out
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(result, indent=2) + "\n")
+        files.write_json(root / out, result)
         tracked.finish({"train_wall_s": summary["wall_s"]}, [(model_path, "model"), (root / curve, "train")])
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
     print(f"wrote {model}, {out}, {curve}; MLflow run {tracked.run_id}")

@@ -162,3 +162,42 @@ def policy_from_bundle(bundle: dict, device: torch.device | str = "cpu") -> Poli
         norm = RunningNorm(obs_dim)
         norm.load_state_dict(bundle["norm"])
     return Policy(head, norm, kind).to(device).eval()
+
+
+class PolicyMismatch(ValueError):
+    """A policy file that does not fit this run's robot or env, or holds non-finite weights."""
+
+
+def robot_record(chain: Any, robot_urdf: str) -> dict[str, Any]:
+    """What a policy file records of the robot it was trained on (the check below compares it)."""
+    return {"urdf": robot_urdf, "ee_link": chain.ee_link, "sha256": chain.sha256, "dof": chain.dof}
+
+
+def check_policy(bundle: dict, chain: Any, robot_urdf: str, env: Any, path: str) -> None:
+    """Stop with one line when the policy in `path` cannot drive this run's robot (`chain`, from
+    `robot_urdf`) in this run's env (`env`, the env section): other observation or action sizes,
+    another URDF, another observation or action scaling, or non-finite weights."""
+    from rlcore.envs.task import obs_size
+
+    trained = bundle.get("robot") or {"urdf": bundle.get("params", {}).get("robot", {}).get("urdf", "?")}
+    theirs = f"{trained['urdf']} ({bundle.get('obs_dim')} observations, {bundle.get('act_dim')} joints)"
+    ours = f"{robot_urdf} ({obs_size(chain.dof)} observations, {chain.dof} joints)"
+    advice = "retrain, or run with the params it was trained with"
+    if (bundle.get("obs_dim"), bundle.get("act_dim")) != (obs_size(chain.dof), chain.dof):
+        raise PolicyMismatch(f"policy {path} was trained for {theirs}; this run's robot is {ours}: {advice}")
+    if trained.get("sha256") not in (None, chain.sha256):
+        raise PolicyMismatch(
+            f"policy {path} was trained on {trained['urdf']} (URDF sha256 {trained['sha256'][:12]}); this run's "
+            f"robot is {robot_urdf} (sha256 {chain.sha256[:12]}): {advice}"
+        )
+    trained_env = bundle.get("params", {}).get("env", {})
+    for key in ("offset_scale", "action_power", "control_hz"):
+        if key in trained_env and trained_env[key] != getattr(env, key):
+            raise PolicyMismatch(
+                f"policy {path} was trained with env.{key} = {trained_env[key]}, this run has {getattr(env, key)}: "
+                f"{advice}"
+            )
+    tensors = [*bundle.get("model", {}).values(), *(bundle.get("norm") or {}).values()]
+    bad = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise PolicyMismatch(f"policy {path} holds non-finite weights (NaN or inf): retrain it")

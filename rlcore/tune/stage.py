@@ -4,12 +4,12 @@ shared study, with MLflow parent and trial runs."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageError, workspace
+from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 from rlcore.tune.space import check_storage, storage_url
 
@@ -64,7 +64,7 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
     study = run_worker(params, opts, decision)
     out_dir = root / "out" / "tune" / opts.study_name
     summary = summarise(study, out_dir, t.space)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    files.write_json(out_dir / "summary.json", summary, default=str)
     print(f"\n{'trial':>5} {'state':<9} {'success':>8}  params / reason")
     for row in summary["trials"]:
         value = f"{row['value']:.3f}" if row["state"] == "COMPLETE" else ""

@@ -22,6 +22,7 @@ from rlcore.algos.registry import algorithm_for
 from rlcore.config.schema import Params
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.placement import Placement
+from rlcore.runtime import files
 from rlcore.runtime.devices import is_out_of_memory
 from rlcore.tracking import runs as tracking
 from rlcore.tune.space import (
@@ -332,7 +333,7 @@ def summarise(study: optuna.Study, out_dir: Path, space: dict[str, Any] | None =
             "params": values,
             "promote": promote_command(values),
         }
-        (out_dir / "best_params.yaml").write_text(yaml.safe_dump(summary["best"], sort_keys=False))
+        files.write_text(out_dir / "best_params.yaml", yaml.safe_dump(summary["best"], sort_keys=False))
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if complete:
         ax = optuna.visualization.matplotlib.plot_optimization_history(study)
