@@ -18,7 +18,7 @@ from rlcore.tune.stage import tune_stage  # noqa: E402
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--trials", type=positive_int, default=None, help="total trials across all workers")
-    parser.add_argument("--study-name", default=None)
+    parser.add_argument("--study-name", default=None, help="default tune.study_name; letters, digits, _ . -")
     parser.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
     parser.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
     parser.add_argument("--vram-limit-mb", type=positive_float, default=None)

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the schema."""
+
+
+Width = Annotated[int, Field(ge=1, le=65_536)]  # units of a hidden layer
+Layers = Annotated[list[Width], Field(min_length=1, max_length=16)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Section(BaseModel):
@@ -29,7 +34,7 @@ class Section(BaseModel):
 class RobotConfig(Section):
     urdf: str = "fanuc_lrmate200id"
     ee_link: str | None = None  # default: a bundled robot's own (the FANUC's flange), else the chain's last link
-    home: list[float] | None = None  # joint angles (rad) of the home pose; default all zero
+    home: list[FiniteFloat] | None = None  # joint angles (rad) of the home pose; default all zero
 
 
 class TargetsConfig(Section):
@@ -115,7 +120,7 @@ class SacConfig(Section):
     """stable-baselines3 SAC (`train.algo: sb3_sac`); gamma comes from train.gamma."""
 
     n_envs: int = Field(16, ge=1, le=256)  # PyBullet envs, unless train.n_envs is set
-    hidden: list[int] = Field(default_factory=lambda: [128, 128])  # actor and both critics
+    hidden: Layers = Field(default_factory=lambda: [128, 128])  # actor and both critics
     activation: Literal["elu", "tanh", "relu", "silu"] = "relu"
     learning_rate: float = Field(9e-3, gt=0.0, le=1.0)
     buffer_size: int = Field(1_000_000, ge=1000)
@@ -135,7 +140,7 @@ class DqnConfig(Section):
     actions: Literal["single_joint", "joint_pairs"] | list[list[float]] = "single_joint"
     action_scale: float = Field(0.25, gt=0.0, le=1.0)  # commanded speed, fraction of the URDF limit
     n_envs: int = Field(16, ge=1, le=256)
-    hidden: list[int] = Field(default_factory=lambda: [128, 128])
+    hidden: Layers = Field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "tanh", "relu", "silu"] = "relu"
     learning_rate: float = Field(1.4e-3, gt=0.0, le=1.0)
     buffer_size: int = Field(1_000_000, ge=1000)
@@ -171,8 +176,8 @@ class TrainConfig(Section):
     entropy_coef: float = Field(0.005, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
     target_kl: float | None = Field(0.01, gt=0.0)  # adaptive lr aims here; else epochs stop past 1.5x
-    actor_hidden: list[int] = Field(default_factory=lambda: [128, 128])
-    critic_hidden: list[int] = Field(default_factory=lambda: [128, 128])
+    actor_hidden: Layers = Field(default_factory=lambda: [128, 128])
+    critic_hidden: Layers = Field(default_factory=lambda: [128, 128])
     activation: Literal["elu", "tanh", "relu", "silu"] = "elu"
     init_log_std: float = Field(-0.5, ge=-5.0, le=2.0)
     obs_norm: bool = True
@@ -266,7 +271,7 @@ class SearchDim(Section):
 
 class TuneConfig(Section):
     trials: int = Field(50, ge=1)
-    study_name: str = "reach"
+    study_name: str = Field("reach", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # also out/tune/<name>/
     # success_after_steps: held-out success after steps_per_trial steps; success_at_budget: after
     # budget_s seconds of training here (each configuration's throughput timed once, for probe_s)
     objective: Literal["success_after_steps", "success_at_budget"] = "success_at_budget"

@@ -8,7 +8,7 @@ import numpy as np
 
 from rlcore.config.schema import Params
 from rlcore.envs.engines import engine_of, make_arm
-from rlcore.envs.targets import TargetCache, cache_key
+from rlcore.envs.targets import TargetCache, TargetCacheError, cache_key
 
 
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
@@ -30,7 +30,11 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     while len(positions) < cfg.n:
         tries += 1
         if tries > 50 * cfg.n:
-            raise RuntimeError("fewer than 2% of samples are valid: check targets.min_height/min_radius")
+            raise TargetCacheError(
+                f"fewer than 2% of sampled configurations are valid targets (targets.min_height = "
+                f"{cfg.min_height}, min_radius = {cfg.min_radius}, max_azimuth_deg = {cfg.max_azimuth_deg}): "
+                "lower them, or check robot.ee_link"
+            )
         q = rng.uniform(arm.lower, arm.upper)
         arm.set_joints(q)
         pos = arm.ee_position(fk=True)

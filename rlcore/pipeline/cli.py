@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from rlcore.config.schema import ConfigError, Params
+from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline.params import load_params
 from rlcore.runtime.files import DISK_ERRNOS, DiskError
 from rlcore.tracking import store
@@ -21,7 +22,7 @@ class StageError(RuntimeError):
 
 
 # the failures a stage reports in one line (anything else is a bug: its traceback stays)
-EXPECTED = (ConfigError, StageError, StoreError, DiskError)
+EXPECTED = (ConfigError, StageError, StoreError, DiskError, TargetCacheError)
 
 
 def expected_os_error(err: OSError) -> bool:

@@ -77,7 +77,7 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
         files.write_json(root / out, result)
         tracked.finish({"train_wall_s": summary["wall_s"]}, [(model_path, "model"), (root / curve, "train")])
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
-    print(f"wrote {model}, {out}, {curve}; MLflow run {tracked.run_id}")
+    print(f"wrote {model}, {out}, {curve}; MLflow run {tracked.run_id or 'not opened (see the warning above)'}")
     print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
     print(
         f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "

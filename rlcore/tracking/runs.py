@@ -174,7 +174,7 @@ class MetricSender:
     def __init__(
         self,
         client: Any,
-        run_id: str,
+        run_id: str | None,
         every_s: float = 2.0,
         max_backoff_s: float = 30.0,
         close_timeout_s: float = 600.0,
@@ -197,7 +197,7 @@ class MetricSender:
         """Queue one row's known, finite metrics at `step`; never blocks on MLflow."""
         from mlflow.entities import Metric
 
-        if step <= self.skip_through:
+        if self.run_id is not None and step <= self.skip_through:
             return
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
@@ -205,9 +205,24 @@ class MetricSender:
             with self._lock:
                 self.pending.append(metrics)
 
+    def attach(self, run_id: str, skip_through: int = -1) -> None:
+        """Give a sender started without a run (the store was away at the start) its run: the rows
+        queued so far go to it, but those at or before `skip_through`."""
+        with self._lock:
+            self.run_id, self.skip_through = run_id, skip_through
+            self.pending = [row for row in self.pending if row[0].step > skip_through]
+        self._wake.set()
+
+    def take_pending(self) -> list[list[Any]]:
+        """The rows not sent (after close): what a replay file keeps."""
+        with self._lock:
+            return list(self.pending)
+
     def _send_pending(self) -> bool:
         """Send everything queued in whole rows, up to 1000 metrics a call (MLflow's batch
-        limit); False on a failure."""
+        limit); False on a failure, or while there is no run yet."""
+        if self.run_id is None:
+            return False
         while True:
             with self._lock:
                 rows, size = 0, 0
@@ -444,12 +459,15 @@ def runs_url(experiment_id: str | None = None) -> str:
     (`mlflow.sharedViewState.rlcore`), what the UI's own Share button writes."""
     import json
 
-    experiment_id = experiment_id or setup()
-    state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
-    tag = f"mlflow.sharedViewState.{VIEW}"
-    retry(lambda: client().set_experiment_tag(experiment_id, tag, json.dumps(state)), "saving the runs view")
     uri = tracking_uri()
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    try:
+        experiment_id = experiment_id or setup()
+        state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
+        tag = f"mlflow.sharedViewState.{VIEW}"
+        client().set_experiment_tag(experiment_id, tag, json.dumps(state))
+    except Exception:  # noqa: BLE001 - an address to print must not fail (the store may be away)
+        return f"{base}/#/experiments"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
 
 

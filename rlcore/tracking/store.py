@@ -31,22 +31,24 @@ def tracking_uri(root: Path | None = None) -> str:
 def store_lock(stage: str) -> Iterator[None]:
     """One writer at a time on the SQLite store: a stage that logs holds this for its run, so
     experiments run in parallel (`dvc queue start -j 2`) take turns instead of corrupting runs.
-    A kernel file lock: a killed stage releases it. No lock with a tracking server."""
-    if not tracking_uri().startswith("sqlite:"):
-        yield
-        return
+    With a tracking server, one such stage at a time in this workspace (they share its checkpoints
+    and outputs); DVC's experiments each run in a workspace of their own. A kernel file lock: a
+    killed stage releases it."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(store_root() / "mlflow.db.lock"))
+    if tracking_uri().startswith("sqlite:"):
+        lock = FileLock(str(store_root() / "mlflow.db.lock"))
+        why = (
+            f"another stage that writes to the SQLite MLflow store {store_root() / 'mlflow.db'} (one writer at a "
+            "time; set MLFLOW_TRACKING_URI to an `mlflow server` to run experiments in parallel)"
+        )
+    else:
+        lock = FileLock(str(Path.cwd() / ".rlcore.lock"))
+        why = f"another stage in this workspace ({Path.cwd()}: its checkpoints and outputs are shared)"
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(
-            f"{stage}: waiting for another stage that writes to the SQLite MLflow store {store_root() / 'mlflow.db'} "
-            "(one writer at a time; set MLFLOW_TRACKING_URI to an `mlflow server` to run experiments in parallel)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"{stage}: waiting for {why}", file=sys.stderr, flush=True)
         lock.acquire()
     try:
         yield

@@ -4,6 +4,7 @@ shared study, with MLflow parent and trial runs."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCacheError
@@ -13,6 +14,8 @@ from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 from rlcore.tune.space import check_storage, storage_url
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
 
 def tune_stage(args: argparse.Namespace, params: Params) -> None:
     """The `tune` stage with its parsed command line (stages/tune.py)."""
@@ -20,6 +23,10 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
 
     root = workspace()
     t = params.tune
+    if args.study_name is not None and not STUDY_NAME.fullmatch(args.study_name):
+        raise StageError(
+            f"--study-name {args.study_name!r}: letters, digits, '_', '.' and '-' only (it names out/tune/<name>/)"
+        )
     try:
         decision, device_note = runs.honour_explicit_device(params, runs.read_hardware(root / "out" / "hardware.json"))
         runs.load_targets(params, root)

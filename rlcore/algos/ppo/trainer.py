@@ -254,9 +254,11 @@ class Trainer:
         path = self.checkpoint_dir / CHECKPOINT
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"it holds a {type(state).__name__}, not a checkpoint")
         except Exception as err:  # noqa: BLE001 - a corrupt checkpoint is set aside, not fatal
             path.replace(path.with_suffix(".corrupt"))
-            return f"checkpoint {path} unreadable ({err}); set aside, starting fresh"
+            return f"checkpoint {path} unreadable ({' '.join(str(err).split())[:160]}); set aside, starting fresh"
         if state.get("params_hash") != self.state_dict()["params_hash"]:
             path.replace(path.with_suffix(".stale"))
             return f"checkpoint {path} was made with other params; set aside, starting fresh"
