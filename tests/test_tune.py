@@ -395,6 +395,13 @@ def test_killed_worker_trial_is_failed_and_retried(workdir, postgres_url):
     retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
     retried = [t for t in finished if retry_of(t) == killed.number]
     assert retried and retried[0].params == killed.params  # and retried with the same params
+    # nothing left RUNNING in MLflow: the killed trial's run is closed KILLED, the study's parent FINISHED
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FINISHED"
 
 
 def test_optuna_dashboard_reads_the_study_back_over_http(tmp_path):

@@ -54,6 +54,10 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     outputs = [out, root / args.episodes_csv, root / args.gif, root / args.cdf]
     files.check_writable(outputs)
     files.check_free_space(out.parent, OUTPUT_MB)
+    train_json = root / "out" / "train.json"
+    run_id = json.loads(train_json.read_text()).get("run_id") if not adhoc and train_json.is_file() else None
+    if run_id:
+        tracking.check_run(run_id)  # a store that cannot take the results stops before the work
     reference = params.eval.reference == "dls"
     metrics, rows = evaluate(
         policy, params, targets, episodes, params.eval.seed, progress=True, gui=args.gui, reference=reference
@@ -75,17 +79,14 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     print(f"  wrote {args.out}, {args.episodes_csv}, {args.cdf}")
     for line in describe(metrics):
         print(f"  {line}")
-    train_json = root / "out" / "train.json"
-    if not adhoc and train_json.is_file():
-        run_id = json.loads(train_json.read_text()).get("run_id")
-        if run_id:
-            logged = {
-                (key if key.startswith("eval") else f"eval_{key}"): float(value)
-                for key, value in metrics.items()
-                if isinstance(value, (int, float))
-            }
-            logged_files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
-                [(gif, "eval")] if params.eval.gif_episodes > 0 else []
-            )
-            tracking.log_results(run_id, logged, logged_files, {"evaluated": "true"}, "logging the evaluation")
-            print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
+    if run_id:
+        logged = {
+            (key if key.startswith("eval") else f"eval_{key}"): float(value)
+            for key, value in metrics.items()
+            if isinstance(value, (int, float))
+        }
+        logged_files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
+            [(gif, "eval")] if params.eval.gif_episodes > 0 else []
+        )
+        tracking.log_results(run_id, logged, logged_files, {"evaluated": "true"}, "logging the evaluation")
+        print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")

@@ -28,6 +28,12 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
 
     root = workspace()
     policy, bundle = load_checked_policy(root / "models" / "policy.pt", params)  # finite, for this robot
+    train_json = root / "out" / "train.json"
+    run_id = json.loads(train_json.read_text()).get("run_id") if train_json.is_file() else None
+    if run_id:
+        from rlcore.tracking import runs as tracking
+
+        tracking.check_run(run_id)  # a store that cannot take the model stops before the work
     try:
         targets = runs.load_targets(params, root)
     except TargetCacheError as err:

@@ -352,6 +352,19 @@ def tracking_uri_text() -> str:
         return os.environ.get("MLFLOW_TRACKING_URI", "the MLflow store")
 
 
+def check_run(run_id: str, timeout_s: float = 10.0) -> bool:
+    """Before a stage's work: is the run's store usable? `StoreError` at once when waiting cannot
+    heal it (damaged, old schema, refused); False (and a note) when it is away, True when it answers."""
+    try:
+        retry(lambda: client().get_run(run_id), "reaching the MLflow store", timeout_s=timeout_s)
+    except StoreError as err:
+        if err.__cause__ is not None and not healable(err.__cause__):
+            raise
+        print(f"mlflow: {err}; the results are logged when it answers", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_backoff_s: float = 30.0) -> Any:
     """Run an MLflow call, retrying with backoff while the store is away (up to timeout_s); an
     error that waiting cannot heal, or the timeout, raises `StoreError` at once."""

@@ -114,7 +114,7 @@ class TrainingRun:
             self._give_up.set()
             self.sender.close_timeout_s = 0.0
         unsent = self.sender.close()
-        if self.run_id is None:
+        if self.run_id is None and (self.sender.take_pending() or final):
             rows = [[m.key, m.value, m.timestamp, m.step] for row in self.sender.take_pending() for m in row]
             rows += [[k, float(v), 0, 0] for k, v in (final or {}).items()]
             record = {

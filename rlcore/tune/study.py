@@ -165,6 +165,7 @@ def make_objective(
             extra_params={"tune.trial": trial.number, "tune.estimate_mb": round(estimate, 1)},
         )
         client.set_tag(run_id, "mlflow.runName", f"{opts.study_name}-trial-{trial.number}")
+        trial.set_user_attr("mlflow_run_id", run_id)  # a killed worker's run is closed by whoever retries it
 
         def prune(reason: str, excess_mb: float | None = None) -> optuna.TrialPruned:
             if excess_mb is not None:
@@ -275,8 +276,10 @@ def run_worker(
         from tqdm import tqdm
 
         bar = tqdm(total=opts.trials, desc=f"study {opts.study_name}", unit="trial")
+    closed: set[str] = set()
     while True:
         optuna.storages.fail_stale_trials(study)  # a killed worker's trial: FAIL, then retried
+        close_killed_runs(study, opts, closed)
         c = counts(study)
         if bar is not None:
             bar.n = min(c["finished"], opts.trials)
@@ -291,7 +294,27 @@ def run_worker(
         study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
     if bar is not None:
         bar.close()
+    close_killed_runs(study, opts, closed)
+    c = counts(study)
+    if c["finished"] >= opts.trials and c["active"] == 0:  # the study is done: so is its parent run
+        tracking.retry(lambda: tracking.end_run(parent_id, "FINISHED", opts.root), "ending the study's run")
     return study
+
+
+def close_killed_runs(study: optuna.Study, opts: TuneOptions, closed: set[str]) -> None:
+    """End KILLED the MLflow runs of failed trials that stayed RUNNING (their worker was killed)."""
+    client = tracking.client(opts.root)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if not run_id or run_id in closed:
+            continue
+        closed.add(run_id)
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, "trial_state", "FAIL")
+                tracking.end_run(run_id, "KILLED", opts.root)
+        except Exception:  # noqa: BLE001 - the run is gone or the store is away: nothing to close now
+            closed.discard(run_id)
 
 
 def summarise(study: optuna.Study, out_dir: Path, space: dict[str, Any] | None = None) -> dict[str, Any]:
