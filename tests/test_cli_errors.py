@@ -52,6 +52,14 @@ CASES = [
     ("tune", ["--storage", "postgresql+psycopg2://u:secret@127.0.0.1/optuna"], 'pip install -e ".[postgres]"'),
     ("tune", ["--storage", "not a url"], "storage"),
     ("report", ["--set", "report.rounds=0"], "report.rounds"),
+    # sizes the machine cannot hold stop before anything is allocated (host RAM on the CPU)
+    ("train", ["--set", "train.n_envs=4194304", "--set", "train.total_steps=8192"], "RAM"),
+    ("train", ["--set", "train.actor_hidden=[-4]"], "train.actor_hidden"),
+    ("train", ["--set", "train.actor_hidden=[0]"], "train.actor_hidden"),
+    ("targets", ["--set", "robot.home=[.nan,0,0,0,0,0]"], "robot.home"),
+    ("targets", ["--set", "targets.min_height=1.9", "--set", "targets.n=200"], "targets.min_height"),
+    ("tune", ["--budget-s", "inf"], "--budget-s"),
+    ("tune", ["--study-name", "../../x"], "--study-name"),
 ]
 
 
