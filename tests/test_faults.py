@@ -241,3 +241,31 @@ def test_writes_are_whole_or_absent(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(files.DiskError, match="MB free"):
         files.check_free_space(tmp_path, need_mb=1e12)
+
+
+def test_a_sender_given_its_run_late_sends_without_spinning():
+    """A MetricSender started without a run (the store was away) sends the rows queued so far once
+    attached, at its own pace: a handful of ticks a second, not a loop that starves training."""
+    from rlcore.tracking import runs as tracking
+
+    class Store:
+        def __init__(self):
+            self.batches = []
+
+        def log_batch(self, run_id, metrics):
+            self.batches.append((run_id, [m.step for m in metrics]))
+
+    store = Store()
+    sender = tracking.MetricSender(store, None, every_s=0.2)
+    ticks = []
+    send = sender._send_pending
+    sender._send_pending = lambda: ticks.append(1) or send()
+    for step in (1, 2, 3):
+        sender.add({"fps": 1.0, "success_rate": 0.5}, step)
+    time.sleep(0.5)
+    assert store.batches == []  # no run yet: the rows wait
+    sender.attach("run-1", skip_through=1)
+    time.sleep(1.0)
+    assert sender.close() == 0
+    assert [b[0] for b in store.batches] == ["run-1"] and sorted(set(store.batches[0][1])) == [2, 3]
+    assert len(ticks) < 50, f"{len(ticks)} sends in 1.5 s: the sender spins"

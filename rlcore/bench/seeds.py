@@ -306,7 +306,7 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
         f"{len(summary['seeds'])} seeds x {summary['total_steps']:,} steps; held-out figures in {where}",
         f"  {'':<16}"
         + "".join(f"{'within ' + n if n != 'success' else n:<24}" for n in names)
-        + f"{'p50/p90/p99 mm':<22}{'trained':<9}time to {t:.0%} ({summary.get('objective', 'success_rate')})",
+        + f"{'p50/p90/p99 mm':<24}{'trained':<9}time to {t:.0%} ({summary.get('objective', 'success_rate')})",
     ]
 
     def distances(fig: dict[str, Any], prefix: str = "", end: str = "") -> str:
@@ -317,9 +317,9 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
         ho = s["heldout"]
         reached = "not reached" if s["time_to_target_s"] is None else f"{s['time_to_target_s']:.0f} s"
         cells = "".join(f"{_rate(ho[k], ho[k + '_ci_low'], ho[k + '_ci_high']):<24}" for k in keys)
-        lines.append(f"  {'seed ' + str(s['seed']):<16}{cells}{distances(ho):<22}{s['train_s']:<9.0f}{reached}")
+        lines.append(f"  {'seed ' + str(s['seed']):<16}{cells}{distances(ho):<24}{s['train_s']:<9.0f}{reached}")
     pooled = "".join(f"{h[k + '_mean']:6.1%} [{h[k + '_min']:.1%}-{h[k + '_max']:.1%}]".ljust(24) for k in keys)
-    lines.append(f"  {'mean [min-max]':<16}{pooled}{distances(h, end='_mean'):<22}")
+    lines.append(f"  {'mean [min-max]':<16}{pooled}{distances(h, end='_mean'):<24}")
     cis = "".join(
         f"{'(' + format(h[k + '_pooled_ci_low'], '.1%') + '-' + format(h[k + '_pooled_ci_high'], '.1%') + ')':<24}"
         for k in keys
@@ -331,7 +331,7 @@ def summary_text(summary: dict[str, Any]) -> list[str]:
         cells = "".join(
             f"{_rate(ref.get(r + k), ref.get(r + k + '_ci_low'), ref.get(r + k + '_ci_high')):<24}" for k in keys
         )
-        lines.append(f"  {'reference (dls)':<16}{cells}{distances(ref, 'reference_'):<22}{'-':<9}(no training)")
+        lines.append(f"  {'reference (dls)':<16}{cells}{distances(ref, 'reference_'):<24}{'-':<9}(no training)")
     return lines
 
 

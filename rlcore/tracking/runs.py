@@ -211,7 +211,7 @@ class MetricSender:
         with self._lock:
             self.run_id, self.skip_through = run_id, skip_through
             self.pending = [row for row in self.pending if row[0].step > skip_through]
-        self._wake.set()
+        # the loop sends them at its next tick (every_s); _wake is for close() alone: set, it stays set
 
     def take_pending(self) -> list[list[Any]]:
         """The rows not sent (after close): what a replay file keeps."""
