@@ -40,7 +40,7 @@ def distance_cdf(rows: list[dict[str, Any]], radii: list[float], path: Path, tit
         title=title or "Held-out final distance",
     )
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
