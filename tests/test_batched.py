@@ -138,6 +138,7 @@ def test_step_reward_and_success_agree_with_pybullet(small_params, small_cache):
         # may differ by the reward's slope in distance times that sag, and no more
         sag = float(np.linalg.norm(bullet.arm.ee_position(fk=True) - flange[k]))
         slope = cfg.reward.distance + cfg.reward.precision / cfg.reward.precision_sigma
+        slope += cfg.reward.fine / cfg.reward.fine_sigma
         assert abs(float(res.reward[k]) - reward) <= slope * sag + 1e-5, (k, sag)
         assert bool(res.success[k]) == bool(info["is_success"]), (k, info["distance"])
     bullet.close()

@@ -29,7 +29,7 @@ def random_bundle(params, seed: int = 0) -> dict:
     """A policy bundle with random weights and a normaliser far from identity (no training needed)."""
     torch.manual_seed(seed)
     chain = read_chain(params.robot.urdf, params.robot.ee_link)
-    obs_dim, dof = 3 * chain.dof + 9, chain.dof
+    obs_dim, dof = obs_size(chain.dof), chain.dof
     t = params.train
     model = ActorCritic(obs_dim, dof, t.actor_hidden, t.critic_hidden, t.activation, t.init_log_std)
     with torch.no_grad():  # actions of about +-0.4 that move the arm and depend on every input

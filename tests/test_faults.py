@@ -92,7 +92,7 @@ FAULTS = [
     ("policy of other sizes", edit_policy(other_sizes), "evaluate", ["--model", "models/policy.pt"], "27 observations"),
     ("hardware.json from a GPU machine", hardware(GPU_DECISION), "train", [], "cuda:0"),
     ("hardware.json a list", hardware([1, 2]), "train", [], "hardware.json"),
-    ("hardware.json without a decision", hardware({"decision": {}}), "evaluate", [], "hardware.json"),
+    ("hardware.json without a decision", hardware({"decision": {}}), "train", [], "hardware.json"),
 ]
 
 

@@ -20,6 +20,7 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     home = np.array(params.robot.home or [0.0] * arm.chain.dof)
     arm.set_joints(home)
     home_pos = arm.ee_position(fk=True)
+    _check_feasible(arm, params)
     joints, positions = [], []
     bar = None
     if progress:
@@ -38,9 +39,7 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
         q = rng.uniform(arm.lower, arm.upper)
         arm.set_joints(q)
         pos = arm.ee_position(fk=True)
-        if pos[2] < cfg.min_height or np.hypot(pos[0], pos[1]) < cfg.min_radius:
-            continue
-        if abs(np.degrees(np.arctan2(pos[1], pos[0]))) > cfg.max_azimuth_deg:
+        if not _in_workspace(pos, params):
             continue
         if arm.in_self_collision():
             continue
@@ -68,3 +67,28 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
         home_position=home_pos.astype(np.float32),
         meta=meta,
     )
+
+
+def _in_workspace(pos: np.ndarray, params: Params) -> bool:
+    """Above the floor, away from the J1 axis, inside the workcell's azimuth."""
+    cfg = params.targets
+    if pos[2] < cfg.min_height or np.hypot(pos[0], pos[1]) < cfg.min_radius:
+        return False
+    return abs(np.degrees(np.arctan2(pos[1], pos[0]))) <= cfg.max_azimuth_deg
+
+
+def _check_feasible(arm: object, params: Params, samples: int = 2000) -> None:
+    """Before the progress bar: stop with one line when the workspace filters alone leave fewer
+    than 2% of random configurations (a separate random stream: the cache itself is unchanged)."""
+    rng = np.random.default_rng(params.targets.seed + 7919)
+    kept = 0
+    for _ in range(samples):
+        arm.set_joints(rng.uniform(arm.lower, arm.upper))
+        kept += _in_workspace(arm.ee_position(fk=True), params)
+    if kept < 0.02 * samples:
+        cfg = params.targets
+        raise TargetCacheError(
+            f"{kept} of {samples} random configurations reach the workspace that targets.min_height = "
+            f"{cfg.min_height}, min_radius = {cfg.min_radius} and max_azimuth_deg = {cfg.max_azimuth_deg} "
+            "allow: lower them, or check robot.ee_link"
+        )

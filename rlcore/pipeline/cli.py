@@ -14,7 +14,7 @@ from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline.params import load_params
 from rlcore.runtime.files import DISK_ERRNOS, DiskError
 from rlcore.tracking import store
-from rlcore.tracking.runs import StoreError
+from rlcore.tracking.store import StoreError
 
 
 class StageError(RuntimeError):

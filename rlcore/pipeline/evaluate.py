@@ -14,7 +14,7 @@ from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
 from rlcore.evaluation.metrics import SUCCESS_5CM, Trajectory, episode_metrics, radius_name, summarise
 from rlcore.evaluation.rollout import evaluate_drivers, heldout_targets
-from rlcore.policy.file import Policy, PolicyMismatch, check_policy, load_policy
+from rlcore.policy.file import Policy, PolicyMismatch, check_policy, policy_from_bundle, read_bundle
 from rlcore.runtime import files
 from rlcore.runtime.devices import cpu_cores
 from rlcore.stats import rate_with_interval
@@ -32,16 +32,22 @@ def load_checked_policy(path: Path, params: Params) -> tuple[Policy, dict]:
 
     if not path.is_file():
         raise StageError(f"model {path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
-    try:
-        policy, bundle = load_policy(str(path))
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+    def unreadable(err: Exception) -> StageError:
         why = " ".join(str(err).split())[:200] or type(err).__name__
-        raise StageError(f"model {path} is not a readable rlcore policy file ({why})") from None
+        return StageError(f"model {path} is not a readable rlcore policy file ({why})")
+
+    try:
+        bundle = read_bundle(str(path))
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise unreadable(err) from None
     try:
         check_policy(bundle, chain_of(params.robot), params.robot.urdf, params.env, str(path))
     except PolicyMismatch as err:
         raise StageError(str(err)) from None
-    return policy, bundle
+    try:
+        return policy_from_bundle(bundle), bundle
+    except Exception as err:  # noqa: BLE001 - sizes fit, contents do not
+        raise unreadable(err) from None
 
 
 def evaluate(

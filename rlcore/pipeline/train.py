@@ -45,20 +45,25 @@ def read_hardware(path: Path) -> Placement:
     if not path.is_file():
         raise SetupError(f"{path} is missing: run `dvc repro hardware` (or `python stages/hardware.py`) first")
     try:
-        decision = Placement.from_dict(json.loads(path.read_text())["decision"])
+        return Placement.from_dict(json.loads(path.read_text())["decision"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
         raise SetupError(f"{path} is unreadable ({err}): run `dvc repro hardware` again") from None
+
+
+def check_decided_devices(decision: Placement) -> None:
+    """SetupError with the probe's reason when out/hardware.json names a device this machine lacks
+    (a workspace copied from another machine)."""
     wanted = {decision.policy_device, decision.env_device} - {"cpu"}
-    if wanted:  # a workspace copied from another machine: is its device here?
-        probes = {p.device: p for p in hw.probe_all() if p.usable}
-        for device in sorted(wanted):
-            if device not in probes:
-                why = next((p.reason for p in hw.probe_all() if not p.usable and device.startswith(p.backend)), "")
-                raise SetupError(
-                    f"{path} decided device {device}, which this machine lacks ({why or 'not found'}): "
-                    "run `dvc repro hardware` (or `python stages/hardware.py`) again"
-                )
-    return decision
+    if not wanted:
+        return
+    probes = hw.probe_all()
+    usable = {p.device for p in probes if p.usable}
+    for device in sorted(wanted - usable):
+        why = next((p.reason for p in probes if not p.usable and device.startswith(p.backend)), "not found")
+        raise SetupError(
+            f"out/hardware.json decided device {device}, which this machine lacks ({why}): "
+            "run `dvc repro hardware` (or `python stages/hardware.py`) again"
+        )
 
 
 def honour_explicit_device(params: Params, decision: Placement) -> tuple[Placement, str | None]:
@@ -67,6 +72,7 @@ def honour_explicit_device(params: Params, decision: Placement) -> tuple[Placeme
     probe's reason. `auto`, or the device already decided, keeps the decision as it is."""
     wanted = params.hardware.device
     if wanted == "auto":
+        check_decided_devices(decision)
         return decision, None
     canonical = wanted if ":" in wanted or wanted in ("cpu", "mps") else f"{wanted}:0"
     if decision.policy_device == canonical and decision.env_device == canonical:

@@ -125,6 +125,13 @@ def gaussian_bundle(
 
 def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[Policy, dict]:
     """Load a policy file (torch.load with weights_only=True) as a deterministic policy."""
+    bundle = read_bundle(path)
+    return policy_from_bundle(bundle, device), bundle
+
+
+def read_bundle(path: str) -> dict:
+    """A policy file's bundle (torch.load with weights_only=True; a training checkpoint's policy
+    part too), without building the policy: what `check_policy` reads first."""
     bundle = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(bundle, dict) and "global_step" in bundle and "model" in bundle:  # a training checkpoint
         bundle = {
@@ -135,7 +142,7 @@ def load_policy(path: str, device: torch.device | str = "cpu") -> tuple[Policy, 
         }
     if not isinstance(bundle, dict) or bundle.get("format") not in (1, POLICY_FORMAT):
         raise ValueError(f"{path} is not an rlcore policy file (format 1 or {POLICY_FORMAT})")
-    return policy_from_bundle(bundle, device), bundle
+    return bundle
 
 
 def policy_from_bundle(bundle: dict, device: torch.device | str = "cpu") -> Policy:

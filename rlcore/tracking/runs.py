@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore.config.schema import Params
-from rlcore.tracking.store import store_root, tracking_uri
+from rlcore.tracking.store import StoreError, store_root, tracking_uri
 
 EXPERIMENT = "rlcore"
 # the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
@@ -277,11 +277,6 @@ def last_logged_step(store: Any, run_id: str, key: str = "fps") -> int:
     """The last step of `key` in the run (-1 if none): where a killed run's metrics stopped."""
     history = retry(lambda: store.get_metric_history(run_id, key), "reading the run's metrics")
     return max((m.step for m in history), default=-1)
-
-
-class StoreError(RuntimeError):
-    """An MLflow store that waiting will not heal (damaged, on an old schema, refusing access), or
-    one that stayed away past the retry timeout; said in one line with what to do."""
 
 
 # what a store's errors say when waiting cannot help, and when it can (matched lower-case)

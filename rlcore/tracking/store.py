@@ -15,6 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class StoreError(RuntimeError):
+    """An MLflow store that waiting will not heal (damaged, on an old schema, refusing access), or
+    one that stayed away past the retry timeout; said in one line with what to do."""
+
+
 def store_root() -> Path:
     """The repository whose mlflow.db holds every run: DVC_ROOT when DVC runs the stage (the
     original repository, also for queued and temporary experiments), else the working directory."""
