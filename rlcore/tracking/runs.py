@@ -14,39 +14,24 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rlcore.config.schema import Params
+from rlcore.tracking.health import (  # noqa: F401 - the retry API, as callers know it: tracking.retry
+    HEALABLE,
+    PERMANENT,
+    first_line,
+    healable,
+    retry,
+    store_advice,
+    tracking_uri_text,
+)
+from rlcore.tracking.sender import ITERATION_METRICS, MetricSender, clean_metrics  # noqa: F401 - as tracking.*
 from rlcore.tracking.store import StoreError, store_root, tracking_uri
 
 EXPERIMENT = "rlcore"
-# the per-iteration metrics; pipeline runs, sb3 runs and tuning trials all use these names
-ITERATION_METRICS = (
-    "fps",
-    "success_rate",
-    "episode_return",
-    "curriculum_level",
-    "learning_rate",
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "clip_fraction",
-    "explained_variance",
-    "grad_norm",
-    "rollout_s",
-    "update_s",
-    "peak_memory_mb",
-    "q_loss",  # off-policy (SAC's critic, DQN's Q-network): per `train.log_every_steps`, as all their rows
-    "ent_coef",  # SAC
-    "exploration_rate",  # DQN's epsilon
-    "heldout_twin_success_rate",  # `bench seeds`: the held-out score while training (twin, accurate physics)
-    "train_s",  # `bench seeds`: training time at that score, scoring excluded
-)
 
 
 def setup(root: Path | None = None) -> str:
@@ -67,11 +52,6 @@ def setup(root: Path | None = None) -> str:
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # noqa: BLE001 - another process created it first
         return mlflow.get_experiment_by_name(name).experiment_id
-
-
-def first_line(err: BaseException, limit: int = 160) -> str:
-    """An error's first line (its type name when it has no text), for one-line messages."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
 
 
 def client(root: Path | None = None) -> Any:
@@ -137,16 +117,6 @@ def run_tags(params: Params, stage: str, device: str) -> dict[str, str]:
     return tags
 
 
-def clean_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """Known metric names with finite values only (MLflow rejects NaN in some stores)."""
-    out = {}
-    for key in ITERATION_METRICS:
-        value = row.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out[key] = float(value)
-    return out
-
-
 def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, Any] | None = None) -> None:
     """Flattened params (write-once in MLflow: skipped when the run already has them)."""
     from mlflow.entities import Param
@@ -158,121 +128,6 @@ def log_params_once(client: Any, run_id: str, params: Params, extra: dict[str, A
         client.log_batch(run_id, params=new[start : start + 100])
 
 
-class MetricSender:
-    """Per-update metrics sent to MLflow from a background thread, so training never waits on it.
-
-    Rows are batched (one call per `every_s` seconds), whole: a row's metrics are stored together
-    or not at all. While the store or tracking server is away, sending is retried with
-    exponential backoff up to `max_backoff_s` and the rows wait in memory; when it comes back, the
-    run gets every metric. Retries are idempotent: a metric re-sent with its original timestamp is
-    stored once. Rows at or before `skip_through` (the last step a killed run had logged, when a
-    resumed run recomputes it) are not sent again, so the run keeps one value per metric and step.
-    close() delivers what is left (waiting up to `close_timeout_s`) and returns the number of
-    metrics it could not deliver.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        run_id: str | None,
-        every_s: float = 2.0,
-        max_backoff_s: float = 30.0,
-        close_timeout_s: float = 600.0,
-        log: Callable[[str], None] | None = None,
-        skip_through: int = -1,
-    ) -> None:
-        self.client, self.run_id, self.skip_through = client, run_id, skip_through
-        self.every_s, self.max_backoff_s, self.close_timeout_s = every_s, max_backoff_s, close_timeout_s
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.pending: list[list[Any]] = []  # rows of metrics, oldest first
-        self.sent = 0
-        self.failures = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closing = False
-        self._thread = threading.Thread(target=self._loop, name="mlflow-metrics", daemon=True)
-        self._thread.start()
-
-    def add(self, row: dict[str, Any], step: int) -> None:
-        """Queue one row's known, finite metrics at `step`; never blocks on MLflow."""
-        from mlflow.entities import Metric
-
-        if self.run_id is not None and step <= self.skip_through:
-            return
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in clean_metrics(row).items()]
-        if metrics:
-            with self._lock:
-                self.pending.append(metrics)
-
-    def attach(self, run_id: str, skip_through: int = -1) -> None:
-        """Give a sender started without a run (the store was away at the start) its run: the rows
-        queued so far go to it, but those at or before `skip_through`."""
-        with self._lock:
-            self.run_id, self.skip_through = run_id, skip_through
-            self.pending = [row for row in self.pending if row[0].step > skip_through]
-        # the loop sends them at its next tick (every_s); _wake is for close() alone: set, it stays set
-
-    def take_pending(self) -> list[list[Any]]:
-        """The rows not sent (after close): what a replay file keeps."""
-        with self._lock:
-            return list(self.pending)
-
-    def _send_pending(self) -> bool:
-        """Send everything queued in whole rows, up to 1000 metrics a call (MLflow's batch
-        limit); False on a failure, or while there is no run yet."""
-        if self.run_id is None:
-            return False
-        while True:
-            with self._lock:
-                rows, size = 0, 0
-                while rows < len(self.pending) and size + len(self.pending[rows]) <= 1000:
-                    size += len(self.pending[rows])
-                    rows += 1
-                batch = [m for row in self.pending[:rows] for m in row]
-            if not batch:
-                return True
-            try:
-                self.client.log_batch(self.run_id, metrics=batch)
-            except Exception as err:  # noqa: BLE001 - any store or network error: keep the rows, retry
-                self.failures += 1
-                if self.failures == 1 or self.failures % 10 == 0:
-                    first = first_line(err)
-                    self.log(f"mlflow: sending metrics failed ({first}); training goes on, retrying")
-                return False
-            with self._lock:
-                del self.pending[:rows]
-                self.sent += len(batch)
-
-    def _loop(self) -> None:
-        delay = self.every_s
-        deadline = None
-        while True:
-            self._wake.wait(delay)
-            closing = self._closing
-            if closing and deadline is None:
-                deadline = time.monotonic() + self.close_timeout_s
-            was_failing = self.failures > 0 and delay > self.every_s
-            if self._send_pending():
-                if was_failing:
-                    self.log("mlflow: metrics sent again; nothing lost")
-                delay = self.every_s
-                if closing:
-                    return
-            else:
-                delay = min(max(delay * 2, 1.0), self.max_backoff_s)
-                if closing and time.monotonic() + delay > deadline:
-                    return
-
-    def close(self) -> int:
-        """Deliver what is queued (retrying up to close_timeout_s); returns the metrics not sent."""
-        self._closing = True
-        self._wake.set()
-        self._thread.join()
-        with self._lock:
-            return sum(map(len, self.pending))
-
-
 def last_logged_step(store: Any, run_id: str, key: str = "fps") -> int:
     """The last step of `key` in the run (-1 if none): where a killed run's metrics stopped."""
     history = retry(lambda: store.get_metric_history(run_id, key), "reading the run's metrics")
@@ -280,73 +135,6 @@ def last_logged_step(store: Any, run_id: str, key: str = "fps") -> int:
 
 
 # what a store's errors say when waiting cannot help, and when it can (matched lower-case)
-PERMANENT = (
-    "malformed",
-    "not a database",
-    "mlflow db upgrade",
-    "out-of-date database schema",
-    "no such table",
-    "unauthorized",
-    "unauthenticated",
-    "permission_denied",
-    "forbidden",
-    "invalid_parameter_value",
-    "resource_does_not_exist",
-    "error code 4",
-)
-HEALABLE = (
-    "database is locked",
-    "connection refused",
-    "failed to establish a new connection",
-    "max retries exceeded",
-    "timed out",
-    "timeout",
-    "temporarily unavailable",
-    "connection reset",
-    "connection aborted",
-    "remote end closed",
-    "error code 5",
-    "bad gateway",
-    "service unavailable",
-)
-
-
-def healable(err: BaseException) -> bool:
-    """Whether waiting can fix a store error: a lock, a refused or timed-out connection, an HTTP
-    5xx. A damaged database, an old schema, an auth failure or an HTTP 4xx cannot."""
-    text = f"{type(err).__name__}: {err}".lower()
-    return not any(p in text for p in PERMANENT) and (
-        any(h in text for h in HEALABLE) or isinstance(err, (ConnectionError, TimeoutError))
-    )
-
-
-def store_advice(err: BaseException) -> str:
-    """One line: the store, what is wrong with it and what to do."""
-    uri, text = tracking_uri_text(), first_line(err, 160)
-    low = str(err).lower()
-    if "upgrade" in low or "out-of-date" in low:
-        db = uri if uri.startswith(("sqlite", "postgres", "mysql")) else "<store uri>"
-        return f"MLflow store {uri} is on an older schema: run `mlflow db upgrade {db}` ({text})"
-    if "malformed" in low or "not a database" in low or "no such table" in low:
-        return (
-            f"MLflow store {uri} is damaged ({text}): move the file aside (for example "
-            "`mv mlflow.db mlflow.db.broken`) and run again to start a new store"
-        )
-    if not healable(err):
-        return f"MLflow store {uri} refused the request ({text}): check MLFLOW_TRACKING_URI and its credentials"
-    return f"MLflow store {uri} stayed unreachable ({text}): start it (or unset MLFLOW_TRACKING_URI) and run again"
-
-
-def tracking_uri_text() -> str:
-    """The store's URI as set (MLFLOW_TRACKING_URI or the workspace's SQLite file), for messages."""
-    try:
-        import mlflow
-
-        return mlflow.get_tracking_uri()
-    except Exception:  # noqa: BLE001 - a message must not fail
-        return os.environ.get("MLFLOW_TRACKING_URI", "the MLflow store")
-
-
 def check_run(run_id: str, timeout_s: float = 10.0) -> bool:
     """Before a stage's work: is the run's store usable? `StoreError` at once when waiting cannot
     heal it (damaged, old schema, refused); False (and a note) when it is away, True when it answers."""
@@ -358,24 +146,6 @@ def check_run(run_id: str, timeout_s: float = 10.0) -> bool:
         print(f"mlflow: {err}; the results are logged when it answers", file=sys.stderr, flush=True)
         return False
     return True
-
-
-def retry(call: Callable[[], Any], what: str, timeout_s: float = 600.0, max_backoff_s: float = 30.0) -> Any:
-    """Run an MLflow call, retrying with backoff while the store is away (up to timeout_s); an
-    error that waiting cannot heal, or the timeout, raises `StoreError` at once."""
-    deadline, delay = time.monotonic() + timeout_s, 1.0
-    while True:
-        try:
-            return call()
-        except StoreError:
-            raise
-        except Exception as err:  # noqa: BLE001 - network or store errors, sorted below
-            if not healable(err) or time.monotonic() + delay > deadline:
-                raise StoreError(store_advice(err)) from err
-            first = first_line(err)
-            print(f"mlflow: {what} failed ({first}); retrying in {delay:.0f} s", file=sys.stderr, flush=True)
-            time.sleep(delay)
-            delay = min(delay * 2, max_backoff_s)
 
 
 def log_results(
