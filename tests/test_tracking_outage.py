@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import TINY_PARAMS, child_env, copy_repo, free_port, stage, start_mlflow_server, stop_mlflow_server
 
-PARAMS = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 900_000, "checkpoint_every": 1000}}
+PARAMS = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": 300_000, "checkpoint_every": 1000}}
 
 
 def start_server(store: Path, port: int) -> subprocess.Popen:
