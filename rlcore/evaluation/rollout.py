@@ -20,7 +20,6 @@ from rlcore.envs.targets import TargetCache
 from rlcore.evaluation.metrics import Trajectory, episode_metrics
 
 CHUNK = 25  # episodes per job: small enough for a smooth progress bar and balanced workers
-DRIVERS = ("policy", "reference")
 
 
 def heldout_targets(targets: TargetCache, episodes: int | None, seed: int) -> np.ndarray:

@@ -32,6 +32,7 @@ def load_checked_policy(path: Path, params: Params) -> tuple[Policy, dict]:
 
     if not path.is_file():
         raise StageError(f"model {path} is missing: run `dvc repro train` (or `python stages/train.py`) first")
+
     def unreadable(err: Exception) -> StageError:
         why = " ".join(str(err).split())[:200] or type(err).__name__
         return StageError(f"model {path} is not a readable rlcore policy file ({why})")

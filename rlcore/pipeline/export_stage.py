@@ -88,16 +88,16 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
             print(f"    {name:<10} {rates}; median {metrics['final_distance_mm_median']:.3f} mm")
     print(f"  controller step at batch 1: p50 {result['latency_p50_ms']:.3f} ms, p99 {result['latency_p99_ms']:.3f} ms")
     files.write_json(out, {k: (round(v, 9) if isinstance(v, float) else v) for k, v in result.items()})
-    log_to_mlflow(root, onnx_path, obs[:1], result, params)
+    log_to_mlflow(root, run_id, onnx_path, obs[:1], result, params)
 
 
-def log_to_mlflow(root: Path, onnx_path: Path, example, result: dict, params) -> None:
-    """The model into the train stage's run (onnx flavor), registered when it is good enough."""
+def log_to_mlflow(root: Path, run_id: str | None, onnx_path: Path, example, result: dict, params) -> None:
+    """The model into the train stage's run (`run_id`, from out/train.json; onnx flavor),
+    registered when it is good enough."""
     from rlcore.tracking import runs as tracking
     from rlcore.tracking.registry import MODEL_NAME, log_onnx_model
 
-    train_json, eval_json = root / "out" / "train.json", root / "out" / "eval.json"
-    run_id = json.loads(train_json.read_text()).get("run_id") if train_json.is_file() else None
+    eval_json = root / "out" / "eval.json"
     if not run_id:
         print("  no MLflow run in out/train.json: the model is not logged")
         return
