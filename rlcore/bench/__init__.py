@@ -1,6 +1,6 @@
 """Throughput measurements that hold on a noisy machine, and training seeds:
 `python -m rlcore.bench COMMAND [options]`, COMMAND one of envs, vec, batched, batched-ppo, update,
-compile, ppo, workers, gpu, seeds, rsl, algos, all (`python -m rlcore.bench COMMAND --help` lists
+compile, ppo, workers, gpu, seeds, rsl, algos, contention, all (`python -m rlcore.bench COMMAND --help` lists
 its options; the commands are a table in rlcore/bench/__main__.py).
 
 - envs:    raw steps/s of env.physics's engine (PyBullet or MuJoCo): one env, and SB3 DummyVecEnv /
@@ -25,6 +25,9 @@ its options; the commands are a table in rlcore/bench/__main__.py).
            the `bench` extra)
 - algos:   every registered algorithm for the same minutes on the same env, held-out success
            over training time (rlcore.bench.algos)
+- contention: k = 1, 2 (4) identical trainings at once and one beside a lowest-priority busy
+           loop, rlcore on the twin and PyBullet and SB3 on PyBullet: per-run and aggregate steps/s
+           against one run alone (rlcore.bench.contention)
 - seeds:   N training seeds of the current params: held-out success with intervals, time to 95%
            (rlcore.bench.seeds)
 

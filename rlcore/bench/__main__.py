@@ -217,6 +217,34 @@ def algos_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=positive_int, default=None, help="training seeds per algorithm (1)")
 
 
+def contention_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.bench.contention import ROWS
+
+    parser.add_argument("--rows", nargs="+", default=None, help=f"rows to run (default all: {', '.join(ROWS)})")
+    parser.add_argument("--twin-steps", type=int, default=None, help="training steps per twin run (500,000)")
+    parser.add_argument("--physics-steps", type=int, default=None, help="training steps per PyBullet run (50,000)")
+
+
+def run_contention(args: argparse.Namespace, params: Params) -> None:
+    """`bench contention`: k trainings at once and one beside a busy loop (rlcore.bench.contention)."""
+    from rlcore.bench import contention
+    from rlcore.runtime import files
+
+    rows = args.rows or list(contention.ROWS)
+    unknown = [r for r in rows if r not in contention.ROWS]
+    if unknown:
+        raise SystemExit(f"error: --rows {unknown[0]!r}: one of {', '.join(repr(r) for r in contention.ROWS)}")
+    if not Path(params.targets.path).is_file():
+        raise SystemExit(f"error: {params.targets.path} is missing: run `dvc repro targets` first")
+    steps = {k: v for k, v in (("twin", args.twin_steps), ("physics", args.physics_steps)) if v}
+    result = contention.run(params, rows, args.rounds, steps)
+    for line in contention.text(result):
+        print(line)
+    out = Path("out/contention.json")
+    files.write_json(out, result)
+    print(f"wrote {out}")
+
+
 def seeds_options(parser: argparse.ArgumentParser) -> None:
     from rlcore.bench.seeds import add_arguments
 
@@ -251,6 +279,11 @@ COMMANDS: dict[str, Command] = {
     "seeds": Command("N training seeds of the params: held-out success with intervals", run_seeds, seeds_options),
     "rsl": Command("rlcore PPO against rsl_rl's PPO on the twin (needs the bench extra)", run_rsl, rsl_options),
     "algos": Command("every algorithm for the same minutes on the same env, scored", run_algos, algos_options),
+    "contention": Command(
+        "k trainings at once, and one beside a busy loop: per-run and aggregate steps/s",
+        run_contention,
+        contention_options,
+    ),
     "all": Command("envs, vec, batched, batched-ppo, update and ppo, one after another", run_all),
 }
 ALL = ("envs", "vec", "batched", "batched-ppo", "update", "ppo")

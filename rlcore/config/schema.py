@@ -114,6 +114,9 @@ class HardwareConfig(Section):
     gpu_margin: float = Field(1.2, ge=1.0, le=10.0)  # a GPU must be this much faster to be chosen
     # PyBullet worker processes: auto = forkserver where the OS has it, else spawn (Windows)
     mp_start_method: Literal["auto", "forkserver", "spawn", "fork"] = "auto"
+    # CPU cores a run may use: auto = every core this process may run on, shared evenly with the
+    # other rlcore runs on the machine (rlcore.runtime.sharing); N = at most N of them
+    cores: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
 
 
 class SacConfig(Section):

@@ -5,7 +5,8 @@ spawn, forkserver and fork all hand to a child at start); each step the trainer 
 actions, releases every worker's semaphore and waits on its own. Nothing is pickled per step, and
 waiting is a blocking semaphore wait in the kernel: workers use no CPU between steps, so the
 update gets every core while they sleep. One worker per core, each stepping a chunk of envs
-(rlcore.envs.vec.ChunkEnv), pinned to its core.
+(rlcore.envs.vec.ChunkEnv), pinned to its core while no other rlcore job runs
+(rlcore.runtime.sharing.worker_cores).
 
 Why not pufferlib-core's Multiprocessing (the same shared-buffer design): its 3.0 wheels pin
 torch==2.9.0 exactly (torch-directml pins 2.4.1), and its workers spin for 0.5 s after each step
@@ -27,7 +28,8 @@ from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
 from rlcore.envs.vec import ChunkEnv, PhysicsVecEnv, make_chunked_vec_env
-from rlcore.runtime.oscompat import cpu_list, preload_for_forkserver, resolve_start_method
+from rlcore.runtime.oscompat import preload_for_forkserver, resolve_start_method
+from rlcore.runtime.sharing import usable_cores, worker_cores
 
 log = logging.getLogger(__name__)
 STEP, RESET, SET_LEVEL, CLOSE = 1, 2, 3, 4
@@ -134,7 +136,7 @@ class SharedMemoryVecEnv:
         self.obs_dim, self.act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
         probe.close()
         self.num_envs, self.device = n_envs, device
-        cpus = cpu_list()
+        cpus = worker_cores(params.hardware.cores)
         self.workers = min(n_envs, workers or len(cpus))
         method = resolve_start_method(params.hardware.mp_start_method)
         preload_for_forkserver(method, ["rlcore.envs.vec", __name__])
@@ -243,7 +245,7 @@ def make_physics_vec_env(
     (in-process), or "auto": shared memory when there is more than one core, falling back to
     in-process with the reason when worker processes cannot start."""
     kind = params.train.vec_env
-    n_workers = min(n_envs, workers or len(cpu_list()))
+    n_workers = min(n_envs, workers or usable_cores(params.hardware.cores))
     if kind == "shared" or (kind == "auto" and n_workers > 1):
         try:
             return SharedMemoryVecEnv(params, targets, n_envs, device, mode=mode, seed=seed, workers=n_workers)

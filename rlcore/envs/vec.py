@@ -19,7 +19,8 @@ from rlcore.envs.engines import make_reach_env
 from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
-from rlcore.runtime.oscompat import cpu_list, pin_to_cpu, preload_for_forkserver, resolve_start_method
+from rlcore.runtime.oscompat import pin_to_cpu, preload_for_forkserver, resolve_start_method
+from rlcore.runtime.sharing import worker_cores
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def make_chunked_vec_env(
 ) -> tuple[VecEnv, str]:
     """n_envs PyBullet envs in chunks: one SubprocVecEnv worker per core ("auto"/"subproc"), or
     one in-process chunk ("dummy"); falls back to in-process with the reason if workers fail."""
-    cpus = cpu_list()  # the cores to pin workers to
+    cpus = worker_cores(params.hardware.cores)  # the cores to pin workers to (None: not pinned)
     workers = min(n_envs, workers or len(cpus))
     if kind == "dummy" or workers == 1:
         kind, workers = "dummy", 1

@@ -16,7 +16,7 @@ from rlcore.evaluation.metrics import SUCCESS_5CM, Trajectory, episode_metrics, 
 from rlcore.evaluation.rollout import evaluate_drivers, heldout_targets
 from rlcore.policy.file import Policy, PolicyMismatch, check_policy, policy_from_bundle, read_bundle
 from rlcore.runtime import files
-from rlcore.runtime.devices import cpu_cores
+from rlcore.runtime.sharing import usable_cores
 from rlcore.stats import rate_with_interval
 
 __all__ = ["evaluate", "evaluate_batched", "evaluate_controller", "heldout_targets", "objective_key", "summarise"]
@@ -72,7 +72,8 @@ def evaluate(
     if gui:
         workers = 1
     elif workers is None:
-        workers = params.eval.workers or max(1, min(cpu_cores(), len(chosen) * len(drivers) // MIN_EPISODES_PER_WORKER))
+        cores = usable_cores(params.hardware.cores)
+        workers = params.eval.workers or max(1, min(cores, len(chosen) * len(drivers) // MIN_EPISODES_PER_WORKER))
     rows = evaluate_drivers(drivers, params, targets, chosen, seed, policy, workers, progress, gui)
     e = params.eval
     metrics = summarise(rows["policy"], e.radii, params.env.success_radius, targets.n_levels)

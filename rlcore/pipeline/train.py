@@ -26,10 +26,11 @@ from rlcore.envs.targets import TargetCache
 from rlcore.pipeline import placement
 from rlcore.pipeline.placement import Placement
 from rlcore.robots.chain import chain_of
-from rlcore.runtime import devices, files
+from rlcore.runtime import files
 from rlcore.runtime import probes as hw
 from rlcore.runtime.memory import fit_to_limit, minibatch_size
 from rlcore.runtime.oscompat import host_memory_mb
+from rlcore.runtime.sharing import JobSlot, usable_cores
 
 HOST_FRACTION = 0.8  # of the machine's RAM a CPU run may plan to use
 
@@ -176,10 +177,11 @@ def _stop_at_update_boundary(started: dict[str, RunHandle]) -> Iterator[None]:
 
 
 def cpu_threads(params: Params) -> None:
-    """Torch's CPU threads: every core for the batched twin; one with physics-engine workers,
-    which own the cores while they step (torch's spinning threads would steal their time). The
-    trainer gives the update every core again, while the workers sleep."""
-    torch.set_num_threads(1 if params.env.backend == "physics" else devices.cpu_cores())
+    """Torch's CPU threads at the start: `hardware.cores` for the batched twin; one with
+    physics-engine workers, which own the cores while they step (torch's spinning threads would
+    steal their time). As it trains, the trainer splits the cores with the other rlcore jobs on
+    the machine (rlcore.runtime.sharing) and gives them to the update while the workers sleep."""
+    torch.set_num_threads(1 if params.env.backend == "physics" else usable_cores(params.hardware.cores))
 
 
 def train(
@@ -201,5 +203,5 @@ def train(
         started["run"] = run
         on_start(run, note)
 
-    with _stop_at_update_boundary(started):
+    with _stop_at_update_boundary(started), JobSlot():
         return algorithm.train(params, res, targets, checkpoint_dir, start, on_iteration, progress)

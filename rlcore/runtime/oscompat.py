@@ -97,3 +97,16 @@ def preload_for_forkserver(method: str, modules: list[str]) -> None:
     """Have the fork server import `modules` once, so the workers it forks start in milliseconds."""
     if method == "forkserver":
         multiprocessing.set_forkserver_preload(modules)
+
+
+def lowest_priority() -> None:
+    """Run this process at the lowest CPU priority: nice 19 on Linux and macOS, the idle priority
+    class on Windows."""
+    if hasattr(os, "nice"):
+        os.nice(19)
+    elif os.name == "nt":
+        import ctypes
+
+        idle_priority_class = 0x40
+        kernel32 = ctypes.windll.kernel32
+        kernel32.SetPriorityClass(kernel32.GetCurrentProcess(), idle_priority_class)

@@ -25,6 +25,7 @@ from rlcore.runtime import devices
 from rlcore.runtime.devices import PeakMemory
 from rlcore.runtime.memory import minibatch_size
 from rlcore.runtime.probes import Capabilities
+from rlcore.runtime.sharing import CoreShare
 
 CHECKPOINT = "last.pt"
 
@@ -72,8 +73,13 @@ class Trainer:
         self.compile_notes = [env.compile(self.cfg.compile)] if hasattr(env, "compile") else []
         example_obs = torch.zeros(env.num_envs, env.obs_dim, device=device)
         self.compile_notes.append(self.ppo.compile(self.cfg.compile, example_obs))
-        # PyBullet worker processes sleep during the update, so it may use their cores too
-        self.update_threads = devices.cpu_cores() if device.type == "cpu" and getattr(env, "workers", 0) > 1 else None
+        # CPU threads, split evenly with the other rlcore jobs on this machine and re-counted as it
+        # trains (rlcore.runtime.sharing): the twin's whole iteration; with PyBullet worker
+        # processes, the update (they own the cores while they step and sleep while it runs)
+        on_cpu = device.type == "cpu"
+        self.share = CoreShare(params.hardware.cores) if on_cpu else None
+        self.share_rollout = on_cpu and params.env.backend == "twin"
+        self.share_update = self.share_rollout or (on_cpu and getattr(env, "workers", 0) > 1)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -107,7 +113,8 @@ class Trainer:
             if cfg.lr_schedule != "adaptive":
                 lr = cfg.learning_rate * (1 - self.global_step / total if cfg.lr_schedule == "linear" else 1.0)
                 self.ppo.set_learning_rate(lr)
-            with PeakMemory(device) as peak:
+            threads = self.share.threads() if self.share else None
+            with PeakMemory(device) as peak, devices.torch_threads(threads if self.share_rollout else None):
                 t0 = time.perf_counter()
                 # each step's ended episodes: flags and returns stay on the device until the update
                 ended_done = torch.zeros(cfg.n_steps, env.num_envs, device=device)
@@ -129,7 +136,7 @@ class Trainer:
                 last_values = self.model.value(self._normalise(obs))
                 self.storage.compute_gae(last_values, cfg.gamma, cfg.gae_lambda)
                 t1 = time.perf_counter()
-                with devices.torch_threads(self.update_threads):
+                with devices.torch_threads(threads if self.share_update else None):
                     metrics = self.ppo.update(self.storage, self.batch_size)
                 t2 = time.perf_counter()
             # one transfer per update: the episodes in the order they ended (same step: env index)
