@@ -12,7 +12,7 @@ from rlcore.runtime import devices
 from rlcore.runtime import probes as hw
 
 CPU = torch.device("cpu")
-TIMING = {"wall_s", "fps", "rollout_s", "update_s", "peak_memory_mb"}  # clock readings, not results
+TIMING = {"wall_s", "fps", "rollout_s", "update_s", "peak_memory_mb", "cpu_threads"}  # machine readings
 N_ENVS, UPDATES, KILLED_AT = 64, 8, 3
 
 

@@ -39,7 +39,8 @@ def conditions(cores: int) -> list[str]:
 
 def child(sets: list[str]) -> None:
     """One training (the train stage's code, CPU, no MLflow): build everything, say READY, wait
-    for GO on stdin, train, print RESULT {steps, seconds} timed from GO to the end."""
+    for GO on stdin, train, print RESULT {steps, seconds timed from GO to the end, threads per
+    update}."""
     from rlcore.pipeline import train as runs
     from rlcore.pipeline.params import apply_overrides, load_params, validate
     from rlcore.pipeline.placement import BULLET_ENVS, CPU_BATCHED_ENVS, Placement
@@ -57,14 +58,19 @@ def child(sets: list[str]) -> None:
         sys.stdin.readline()
         clock["start"] = time.perf_counter()
 
-    summary, _ = runs.train(params, res, targets, None, on_start, lambda row: None, progress=False)
+    threads: list[float] = []  # rlcore PPO's share of the cores, per update
+
+    def on_iteration(row: dict[str, Any]) -> None:
+        threads.append(row.get("cpu_threads", float("nan")))
+
+    summary, _ = runs.train(params, res, targets, None, on_start, on_iteration, progress=False)
     seconds = time.perf_counter() - clock["start"]
-    print(RESULT + json.dumps({"steps": int(summary["steps"]), "seconds": seconds}), flush=True)
+    print(RESULT + json.dumps({"steps": int(summary["steps"]), "seconds": seconds, "threads": threads}), flush=True)
 
 
-def _spawn(args: list[str], stdin: Any = subprocess.PIPE) -> subprocess.Popen:
+def _spawn(args: list[str], stdin: Any = subprocess.PIPE, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
     )
 
 
@@ -85,10 +91,11 @@ def _read_until(proc: subprocess.Popen, marker: str) -> str:
     raise RuntimeError(f"a contention run ended (exit {proc.returncode}) before {marker!r}: " + " | ".join(tail))
 
 
-def run_group(sets: list[str], k: int, busy: bool = False) -> list[float]:
-    """k trainings at once (plus a busy loop if asked), started together; each one's steps/s."""
+def run_group(sets: list[str], k: int, busy: bool = False, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """k trainings at once (plus a busy loop if asked) in `cwd` (its params.yaml and targets),
+    started together; each one's {steps, seconds, fps, threads}."""
     loop = _busy_loop() if busy else None
-    procs = [_spawn(["-m", "rlcore.bench.contention", "--child", json.dumps(sets)]) for _ in range(k)]
+    procs = [_spawn(["-m", "rlcore.bench.contention", "--child", json.dumps(sets)], cwd=cwd) for _ in range(k)]
     try:
         for proc in procs:
             _read_until(proc, READY)
@@ -97,7 +104,7 @@ def run_group(sets: list[str], k: int, busy: bool = False) -> list[float]:
             proc.stdin.write(GO + "\n")
             proc.stdin.flush()
         results = [json.loads(_read_until(proc, RESULT)) for proc in procs]
-        return [r["steps"] / r["seconds"] for r in results]
+        return [{**r, "fps": r["steps"] / r["seconds"]} for r in results]
     finally:
         for proc in [*procs, *([loop] if loop else [])]:
             if proc.poll() is None:
@@ -119,7 +126,7 @@ def run(params: Params, rows: list[str], rounds: int, steps: dict[str, int] | No
             sets = [*ROWS[row], f"train.total_steps={steps[backend]}"]
             for cond in conds:
                 print(f"bench contention: round {i + 1}/{rounds}, {row}, {describe(cond)}", flush=True)
-                fps = run_group(sets, 1 if cond == BUSY else int(cond), busy=cond == BUSY)
+                fps = [r["fps"] for r in run_group(sets, 1 if cond == BUSY else int(cond), busy=cond == BUSY)]
                 aggregate[(row, cond)].runs.append(sum(fps))
                 per_run[(row, cond)].runs.append(sum(fps) / len(fps))
         single.runs.append(single_env_fps(params))
@@ -162,6 +169,16 @@ def text(result: dict[str, Any]) -> list[str]:
         )
     lines.append(machine_text(result["machine"]))
     return lines
+
+
+def report_lines(path: Path) -> list[str]:
+    """The table as a section of the report (report.contention); FileNotFoundError naming the
+    file when `python -m rlcore.bench contention` has not run."""
+    if not path.is_file():
+        command = "python -m rlcore.bench contention"
+        raise FileNotFoundError(f"report.contention is true but {path} is missing: run `{command}`")
+    title = "## Trainings sharing the machine (`python -m rlcore.bench contention`)"
+    return ["", title, "", "```", *text(json.loads(path.read_text())), "```"]
 
 
 if __name__ == "__main__":

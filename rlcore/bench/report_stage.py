@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rlcore.bench import report
+from rlcore.bench import contention, report
 from rlcore.bench.ppo import compare_ppo
 from rlcore.bench.tables import batched_table, env_table, update_table
 from rlcore.config.schema import Params
@@ -47,6 +47,11 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
     if params.report.algos:  # checked before the benchmarks: a missing comparison stops at once
         try:
             algos_lines, algos_image = report.algos_section(root / "out" / "algos", out_dir)
+        except FileNotFoundError as err:
+            raise StageError(str(err)) from None
+    if params.report.contention:
+        try:
+            algos_lines += contention.report_lines(root / "out" / "contention.json")
         except FileNotFoundError as err:
             raise StageError(str(err)) from None
     results = measure(params, devices)

@@ -244,6 +244,7 @@ class ReportConfig(Section):
     rounds: int = Field(3, ge=3, le=10)  # alternating rounds per benchmark (medians)
     env_steps: int = Field(2000, ge=100)  # steps per raw env measurement
     algos: bool = False  # include `python -m rlcore.bench algos` (out/algos/) in the report
+    contention: bool = False  # include `python -m rlcore.bench contention` (out/contention.json)
 
 
 class SearchDim(Section):

@@ -29,6 +29,7 @@ ITERATION_METRICS = (
     "rollout_s",
     "update_s",
     "peak_memory_mb",
+    "cpu_threads",  # rlcore PPO on the CPU: its share of the cores (rlcore.runtime.sharing)
     "q_loss",  # off-policy (SAC's critic, DQN's Q-network): per `train.log_every_steps`, as all their rows
     "ent_coef",  # SAC
     "exploration_rate",  # DQN's epsilon

@@ -161,6 +161,7 @@ class Trainer:
                 "rollout_s": t1 - t0,
                 "update_s": t2 - t1,
                 "peak_memory_mb": peak.peak_mb if peak.peak_mb is not None else float("nan"),
+                "cpu_threads": float(threads) if threads else float("nan"),  # its share of the cores
                 **metrics,
             }
             self.history.append(row)
