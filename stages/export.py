@@ -10,18 +10,12 @@ same episodes; times the controller per step; writes out/export.json. Into the M
 `export.register_min_success` held-out success, with the alias `champion` on the best version.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.pipeline.cli import run_stage, stage_parser  # noqa: E402
-from rlcore.pipeline.export_stage import export_stage  # noqa: E402
+from rlcore.pipeline.export_stage import COMMAND  # noqa: E402
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--onnx", default="models/policy.onnx")
-    parser.add_argument("--out", default="out/export.json")
-    run_stage(export_stage, parser.parse_args(), logs_to_mlflow="export")
+    COMMAND.main(description=__doc__, prog="export.py")  # the same as `rlcore export`

@@ -4,18 +4,12 @@ Writes out/report/report.md with PNG figures and out/bench.json (metrics: fps_rl
 ratio_rlcore_vs_sb3, efficiency_*, spread_*, ...), and logs both into the MLflow run that `train` opened.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.bench.report_stage import report_stage  # noqa: E402
-from rlcore.pipeline.cli import run_stage, stage_parser  # noqa: E402
+from rlcore.bench.report_stage import COMMAND  # noqa: E402
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out-dir", default="out/report", help="report.md and its figures (out/report)")
-    parser.add_argument("--bench", default="out/bench.json", help="the benchmark metrics (DVC metrics)")
-    run_stage(report_stage, parser.parse_args(), logs_to_mlflow="report")
+    COMMAND.main(description=__doc__, prog="report.py")  # the same as `rlcore report`

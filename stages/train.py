@@ -5,25 +5,12 @@ train.checkpoint_dir (a persisted DVC output): run the stage again after an inte
 resumes, with the same MLflow run.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlcore.pipeline.cli import run_stage, stage_parser  # noqa: E402
-from rlcore.pipeline.train_stage import train_stage  # noqa: E402
-
-
-def main(args, params) -> None:
-    train_stage(params, model=args.model, out=args.out, curve=args.curve, hardware=args.hardware)
-
+from rlcore.pipeline.train_stage import COMMAND  # noqa: E402
 
 if __name__ == "__main__":
-    parser = stage_parser(__doc__)
-    parser.add_argument("--hardware", default="out/hardware.json", help="the hardware stage's decision")
-    parser.add_argument("--model", default="models/policy.pt", help="where the policy file goes")
-    parser.add_argument("--out", default="out/train.json", help="the run's summary (DVC metrics)")
-    parser.add_argument("--curve", default="out/train_curve.csv", help="one row per update (DVC plots)")
-    run_stage(main, parser.parse_args(), logs_to_mlflow="train")
+    COMMAND.main(description=__doc__, prog="train.py")  # the same as `rlcore train`

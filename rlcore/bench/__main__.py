@@ -289,23 +289,29 @@ COMMANDS: dict[str, Command] = {
 ALL = ("envs", "vec", "batched", "batched-ppo", "update", "ppo")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse `python -m rlcore.bench COMMAND [options]` and run the command from COMMANDS."""
-    from rlcore.config.schema import ConfigError
-    from rlcore.pipeline.cli import EXPECTED, StageParser, expected_os_error, positive_int, stage_parser
+def build_parser(prog: str = "python -m rlcore.bench") -> argparse.ArgumentParser:
+    """The bench's parser: a subcommand per COMMANDS entry, each with the shared options and its own."""
+    from rlcore.pipeline.cli import StageParser, positive_int, stage_parser
 
     shared = stage_parser(None, add_help=False)  # --params, --set
     shared.add_argument("--n-envs", type=positive_int, nargs="+", default=None, help="n_envs to sweep")
     shared.add_argument("--steps", type=positive_int, default=None, help="steps per measurement")
     shared.add_argument("--rounds", type=rounds_arg, default=MIN_ROUNDS, help=f"alternating rounds (>= {MIN_ROUNDS})")
-    parser = StageParser(
-        prog="python -m rlcore.bench", description=DOC, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = StageParser(prog=prog, description=DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True, metavar="COMMAND", parser_class=StageParser)
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help, parents=[shared])
         if command.options:
             command.options(p)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m rlcore.bench") -> None:
+    """Parse `python -m rlcore.bench COMMAND [options]` and run the command from COMMANDS."""
+    from rlcore.config.schema import ConfigError
+    from rlcore.pipeline.cli import EXPECTED, expected_os_error
+
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()

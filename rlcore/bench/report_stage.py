@@ -12,7 +12,7 @@ from rlcore.bench.tables import batched_table, env_table, update_table
 from rlcore.config.schema import Params
 from rlcore.envs.engines import LABELS, engine_of
 from rlcore.pipeline import placement
-from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.cli import StageCommand, StageError, workspace
 from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 
@@ -75,3 +75,14 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
         artifacts = [(out_dir, "report"), (bench_path, "report")]
         tracking.log_results(run_id, logged, artifacts, what="logging the report")
         print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--out-dir", default="out/report", help="report.md and its figures (out/report)")
+    p.add_argument("--bench", default="out/bench.json", help="the benchmark metrics, DVC metrics (out/bench.json)")
+
+
+COMMAND = StageCommand(
+    "report", "benchmarks and the run's report (out/report/report.md)", report_stage, options, "report"
+)

@@ -7,7 +7,9 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlcore.config.schema import ConfigError, Params
 from rlcore.envs.targets import TargetCacheError
@@ -102,3 +104,26 @@ def run_stage(
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """One stage as a command: its name and help line, its code, its own options beyond --params
+    and --set, and the MLflow lock it takes. `python stages/X.py` and `rlcore X` both run it."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, Params], Any]
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+    logs_to_mlflow: str = ""
+
+    def parser(self, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+        parser = stage_parser(description or self.help)
+        parser.prog = prog or f"rlcore {self.name}"
+        if self.options:
+            self.options(parser)
+        return parser
+
+    def main(self, argv: list[str] | None = None, description: str | None = None, prog: str | None = None) -> None:
+        """Parse the command line and run the stage behind the one-line error boundary."""
+        run_stage(self.run, self.parser(description, prog).parse_args(argv), logs_to_mlflow=self.logs_to_mlflow)

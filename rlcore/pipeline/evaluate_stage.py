@@ -14,7 +14,7 @@ from rlcore.envs.engines import LABELS, engine_of
 from rlcore.envs.targets import TargetCacheError
 from rlcore.evaluation.plots import distance_cdf
 from rlcore.pipeline import train as runs
-from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.cli import StageCommand, StageError, positive_int, workspace
 from rlcore.pipeline.evaluate import (
     describe,
     evaluate,
@@ -90,3 +90,29 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
         )
         tracking.log_results(run_id, logged, logged_files, {"evaluated": "true"}, "logging the evaluation")
         print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
+    p.add_argument(
+        "--episodes",
+        type=positive_int,
+        default=None,
+        help="an ad-hoc evaluation of N episodes: written under out/adhoc/, not logged to MLflow "
+        "(--set eval.episodes=N is a pipeline run: out/eval.json and MLflow)",
+    )
+    p.add_argument("--gui", action="store_true", help="show a live PyBullet or MuJoCo window")
+    p.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
+    p.add_argument("--episodes-csv", default=None, help="default out/eval_episodes.csv (one row per episode)")
+    p.add_argument("--gif", default=None, help="default out/eval.gif")
+    p.add_argument("--cdf", default=None, help="default out/eval_cdf.png (final-distance CDF)")
+
+
+COMMAND = StageCommand(
+    "evaluate",
+    "held-out evaluation beside the reference controller (out/eval.json)",
+    evaluate_stage,
+    options,
+    "evaluate",
+)

@@ -11,7 +11,7 @@ from rlcore.config.schema import Params
 from rlcore.envs.engines import LABELS, engine_of
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
-from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.cli import StageCommand, StageError, workspace
 from rlcore.runtime import files
 
 TOLERANCE = 1e-5  # onnxruntime vs torch: on the action, and on the command as a fraction of the velocity limit
@@ -111,3 +111,14 @@ def log_to_mlflow(root: Path, run_id: str | None, onnx_path: Path, example, resu
         print(f"  registered {MODEL_NAME} version {logged['version']} ({champion})")
     else:
         print(f"  not registered: {logged['not_registered']}")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--onnx", default="models/policy.onnx", help="the ONNX model it writes (models/policy.onnx)")
+    p.add_argument("--out", default="out/export.json", help="parity and controller figures (out/export.json)")
+
+
+COMMAND = StageCommand(
+    "export", "ONNX export, parity and the torch-free controller (models/policy.onnx)", export_stage, options, "export"
+)

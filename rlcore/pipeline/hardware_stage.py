@@ -13,7 +13,7 @@ import torch
 from rlcore.config.schema import ConfigError, Params
 from rlcore.envs import engines
 from rlcore.pipeline import placement
-from rlcore.pipeline.cli import StageError
+from rlcore.pipeline.cli import StageCommand, StageError
 from rlcore.robots.chain import chain_of
 from rlcore.runtime import files
 from rlcore.runtime import probes as hw
@@ -89,3 +89,12 @@ def hardware_stage(args: argparse.Namespace, params: Params) -> None:
     physics = report["physics"]
     print(f"physics engine: {physics['engine'] or 'none'} ({physics['reason']})")
     print(f"wrote {out}")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="out/hardware.json", help="where the decision goes (out/hardware.json)")
+
+
+COMMAND = StageCommand(
+    "hardware", "probe the devices and decide where to train (out/hardware.json)", hardware_stage, options
+)

@@ -3,6 +3,8 @@ out/train.json and the curve, finish the run."""
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 from rlcore.algos.ppo.algorithm import NonFiniteLossError
@@ -10,7 +12,7 @@ from rlcore.algos.registry import algorithm_for
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
-from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.cli import StageCommand, StageError, workspace
 from rlcore.policy.file import robot_record
 from rlcore.robots.chain import chain_of
 from rlcore.runtime import files
@@ -84,3 +86,19 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
         f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}"
     )
     return result
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--hardware", default="out/hardware.json", help="the hardware stage's decision (out/hardware.json)")
+    p.add_argument("--model", default="models/policy.pt", help="where the policy file goes (models/policy.pt)")
+    p.add_argument("--out", default="out/train.json", help="the run's summary, DVC metrics (out/train.json)")
+    p.add_argument("--curve", default="out/train_curve.csv", help="one row per update, DVC plots (out/train_curve.csv)")
+
+
+def run(args: argparse.Namespace, params: Params) -> None:
+    """The stage with its parsed command line."""
+    train_stage(params, model=args.model, out=args.out, curve=args.curve, hardware=args.hardware)
+
+
+COMMAND = StageCommand("train", "train a policy and log the run to MLflow (models/policy.pt)", run, options, "train")

@@ -9,7 +9,7 @@ import re
 from rlcore.config.schema import Params
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
-from rlcore.pipeline.cli import StageError, workspace
+from rlcore.pipeline.cli import StageCommand, StageError, positive_float, positive_int, workspace
 from rlcore.runtime import files
 from rlcore.tracking import runs as tracking
 from rlcore.tune.space import check_storage, storage_url
@@ -89,3 +89,22 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
         print(f"best: trial {best['number']}, held-out success{within} {best['heldout_success_rate']:.3f}")
         print(f"promote it into the pipeline:\n  {best['promote']}")
         print(f"wrote {out_dir.relative_to(root)}/best_params.yaml and plots")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    p = parser
+    p.add_argument("--trials", type=positive_int, default=None, help="total trials across all workers (tune.trials)")
+    p.add_argument("--study-name", default=None, help="default tune.study_name; letters, digits, _ . -")
+    p.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
+    p.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
+    p.add_argument("--vram-limit-mb", type=positive_float, default=None, help="tune.vram_limit_mb")
+    p.add_argument("--steps-per-trial", type=positive_int, default=None, help="tune.steps_per_trial")
+    p.add_argument(
+        "--objective", choices=["success_after_steps", "success_at_budget"], default=None, help="tune.objective"
+    )
+    p.add_argument("--budget-s", type=positive_float, default=None, help="tune.budget_s (success_at_budget)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="tune.seeds: training seeds per trial")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+COMMAND = StageCommand("tune", "Optuna tuning: one worker; start several to share a study", tune_stage, options)

@@ -1,0 +1,92 @@
+"""The `rlcore` command: `rlcore targets|hardware|train|evaluate|export|report|tune` (the stages'
+code, as `python stages/X.py` runs it for DVC), `rlcore bench NAME` (rlcore.bench) and
+`rlcore params` (the resolved params with every default). Each stage's options live beside its
+code, in its module's COMMAND (rlcore.pipeline.cli.StageCommand), once for both ways in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlcore import __version__
+from rlcore.pipeline.cli import StageCommand, StageParser, stage_parser
+
+# each stage's module, imported when the stage runs (a stage's imports stay its own, for dvc.yaml)
+STAGES: dict[str, str] = {
+    "targets": "rlcore.pipeline.targets_stage",
+    "hardware": "rlcore.pipeline.hardware_stage",
+    "train": "rlcore.pipeline.train_stage",
+    "evaluate": "rlcore.pipeline.evaluate_stage",
+    "export": "rlcore.pipeline.export_stage",
+    "report": "rlcore.bench.report_stage",
+    "tune": "rlcore.tune.stage",
+}
+HELP = {
+    "targets": "build the reachable-target cache (data/targets.npz)",
+    "hardware": "probe the devices and decide where to train (out/hardware.json)",
+    "train": "train a policy and log the run to MLflow (models/policy.pt)",
+    "evaluate": "held-out evaluation beside the reference controller (out/eval.json)",
+    "export": "ONNX export, parity and the torch-free controller (models/policy.onnx)",
+    "report": "benchmarks and the run's report (out/report/report.md)",
+    "tune": "Optuna tuning: one worker; start several to share a study",
+}
+
+
+def command(name: str) -> StageCommand:
+    """The stage command `name` (its module's COMMAND)."""
+    import importlib
+
+    return importlib.import_module(STAGES[name]).COMMAND
+
+
+def print_params(argv: list[str]) -> None:
+    """`rlcore params [--params F] [--set K=V ...]`: the resolved params, every default filled in."""
+    import sys
+
+    import yaml
+
+    from rlcore.config.schema import Params
+    from rlcore.pipeline.cli import EXPECTED
+    from rlcore.pipeline.params import apply_overrides, load_params, validate
+
+    parser = stage_parser("print the resolved params (the file, --set overrides, the schema's defaults)")
+    parser.prog = "rlcore params"
+    args = parser.parse_args(argv)
+    try:
+        if args.params == "params.yaml" and not Path(args.params).exists():  # outside a checkout: the defaults
+            params = validate(apply_overrides(Params().model_dump(), args.overrides), source="--set")
+        else:
+            params = load_params(args.params, args.overrides)
+    except EXPECTED as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`rlcore COMMAND [options]`."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = StageParser(
+        prog="rlcore",
+        description="rlcore: reproducible PPO reaching for robot arms. `dvc repro` runs the stages in order; "
+        "each is also a command here. `rlcore COMMAND --help` lists a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"rlcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in STAGES:
+        sub.add_parser(name, help=HELP[name], add_help=False)
+    sub.add_parser("bench", help="benchmarks (`rlcore bench --help` lists them)", add_help=False)
+    sub.add_parser("params", help="print the resolved params with every default", add_help=False)
+    if not argv or argv[0] not in (*STAGES, "bench", "params"):
+        parser.parse_args(argv)  # --help, --version, or a one-line error naming the commands
+        return
+    command_name, rest = argv[0], argv[1:]
+    if command_name == "bench":
+        import importlib
+
+        importlib.import_module("rlcore.bench.__main__").main(rest, prog="rlcore bench")
+    elif command_name == "params":
+        print_params(rest)
+    else:
+        command(name=command_name).main(rest)
