@@ -142,3 +142,21 @@ def test_gym_make_finds_the_envs_in_a_fresh_process(env_id):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("(30,)")
+
+
+@pytest.mark.slow
+def test_rl_zoo3_trains_on_the_env(tmp_path):
+    """rl-zoo3's own `train` finds the env through `--gym-packages rlcore` and trains a few thousand steps."""
+    pytest.importorskip("pybullet")
+    hyperparams = tmp_path / "ppo.yml"
+    hyperparams.write_text(
+        "rlcore/FanucReach-v0:\n  n_envs: 2\n  n_timesteps: 2048\n  policy: MlpPolicy\n  n_steps: 256\n"
+        "  batch_size: 64\n"
+    )
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "rlcore/FanucReach-v0"]
+    cmd += ["--gym-packages", "rlcore", "--conf-file", str(hyperparams), "-n", "2048", "--eval-freq", "-1"]
+    cmd += ["-f", str(tmp_path / "logs"), "--seed", "0"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "total_timesteps      | 2048" in result.stdout
+    assert list((tmp_path / "logs" / "ppo").glob("rlcore-FanucReach-v0_*/rlcore-FanucReach-v0.zip"))

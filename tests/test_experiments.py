@@ -86,7 +86,9 @@ def check_experiment_runs(
         assert ("bench_fps_batched_best" in r.data.metrics) == bench, sorted(r.data.metrics)
         train = shown[name]["out/train.json"]
         assert train["run_id"] == r.info.run_id
-        assert shown[name]["out/eval.json"]["success_rate"] == pytest.approx(r.data.metrics["eval_success_rate"])
+        assert shown[name]["out/eval.json"]["success_rate"] == pytest.approx(
+            r.data.metrics["eval_success_rate"], rel=1e-3
+        )
         # trained from scratch in its own workspace: the curve starts at the first update
         from mlflow.tracking import MlflowClient
 

@@ -289,9 +289,13 @@ def test_torch_threads_restores_the_count():
         assert torch.get_num_threads() == 1
 
 
-def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, monkeypatch):
+def test_bullet_update_gets_every_core_rollout_one(small_params, small_cache, monkeypatch, tmp_path):
     """With PyBullet worker processes, the rollout runs on one torch thread (the workers own the
-    cores) and the update on every core (the workers sleep)."""
+    cores) and the update on every core (the workers sleep), when no other rlcore job runs (an
+    empty job-slot folder: the test suite's other worker may be training)."""
+    from rlcore.runtime import sharing
+
+    monkeypatch.setenv(sharing.JOBS_DIR_ENV, str(tmp_path / "jobs"))
     from rlcore.algos.ppo.algorithm import PPO
     from rlcore.algos.ppo.trainer import Trainer
     from rlcore.envs.factory import make_env

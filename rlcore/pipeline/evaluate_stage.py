@@ -88,7 +88,15 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
         logged_files = [(out, "eval"), (episodes_csv, "eval"), (cdf, "eval")] + (
             [(gif, "eval")] if params.eval.gif_episodes > 0 else []
         )
+        logged |= tracking.view_metrics(logged)
         tracking.log_results(run_id, logged, logged_files, {"evaluated": "true"}, "logging the evaluation")
+        names = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("reference_")]
+        table = {
+            "metric": names,
+            "policy": [float(metrics[k]) for k in names],
+            "reference": [metrics.get(f"reference_{k}") for k in names],
+        }
+        tracking.log_table(run_id, table, "eval/metrics_table.json", "logging the evaluation table")
         print(f"logged into MLflow run {run_id}; runs table: {tracking.runs_url()}")
 
 

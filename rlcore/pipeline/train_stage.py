@@ -77,13 +77,15 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
             "curriculum_level": summary["curriculum_level"],
         }
         files.write_json(root / out, result)
-        tracked.finish({"train_wall_s": summary["wall_s"]}, [(model_path, "model"), (root / curve, "train")])
+        wall = {"train_wall_s": summary["wall_s"]}
+        tracked.finish(wall | tracking.view_metrics(wall), [(model_path, "model"), (root / curve, "train")])
     (ckpt_dir / "last.pt").unlink(missing_ok=True)  # finished: a forced re-run starts fresh
     print(f"wrote {model}, {out}, {curve}; MLflow run {tracked.run_id or 'not opened (see the warning above)'}")
     print(f"runs table (after `mlflow ui` at the repo root): {tracking.runs_url()}")
     print(
         f"train: {summary['steps']:,} steps in {summary['wall_s']:.0f} s ({summary['fps']:,.0f} steps/s), "
-        f"success {summary['success_rate']:.1%} at level {summary['curriculum_level']}"
+        f"success {summary['success_rate']:.1%} of the last training episodes, at curriculum level "
+        f"{summary['curriculum_level']} (noisy, mid-curriculum: the held-out figure is `evaluate`'s)"
     )
     return result
 

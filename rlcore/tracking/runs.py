@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,12 @@ def check_run(run_id: str, timeout_s: float = 10.0) -> bool:
     return True
 
 
+def readable(value: float) -> float:
+    """A result as the runs table should show it: four significant digits (0.6433, 303.5), whole
+    numbers as they are. The exact figures stay in the stage's JSON (out/eval.json, ...)."""
+    return value if not math.isfinite(value) or value == int(value) else float(f"{value:.4g}")
+
+
 def log_results(
     run_id: str,
     metrics: dict[str, float],
@@ -155,17 +162,24 @@ def log_results(
     tags: dict[str, str] | None = None,
     what: str = "results",
 ) -> None:
-    """A stage's results into an existing run: metrics in one batch, then artifacts (files or
-    directories, each under its artifact path) and tags; each call retried while the store is away."""
+    """A stage's results into an existing run: metrics in one batch (rounded for reading), then
+    artifacts (files or directories, each under its artifact path) and tags; each call retried
+    while the store is away."""
     from mlflow.entities import Metric, RunTag
 
     store = retry(client, "connecting to the MLflow store")
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(float(v))]
+    batch = [Metric(k, readable(float(v)), now, 0) for k, v in metrics.items() if math.isfinite(float(v))]
     retry(lambda: store.log_batch(run_id, metrics=batch, tags=[RunTag(k, v) for k, v in (tags or {}).items()]), what)
     for path, artifact_path in artifacts:
         log = store.log_artifacts if path.is_dir() else store.log_artifact
         retry(lambda log=log, path=path, artifact_path=artifact_path: log(run_id, str(path), artifact_path), what)
+
+
+def log_table(run_id: str, columns: dict[str, list[Any]], artifact_file: str, what: str = "a table") -> None:
+    """A table artifact (MLflow's `log_table`: the run's Artifacts tab shows it as a table)."""
+    store = retry(client, "connecting to the MLflow store")
+    retry(lambda: store.log_table(run_id, data=columns, artifact_file=artifact_file), what)
 
 
 def open_run(
@@ -214,20 +228,30 @@ def log_dataset(run_id: str, path: Path, context: str = "training") -> str:
 
 
 VIEW = "rlcore"  # the shared view of the runs table: the columns that tell runs apart
-VIEW_COLUMNS = [
-    "attributes.`Source`",
-    "attributes.`Version`",
-    "attributes.`Models`",
-    "attributes.`Dataset`",
-    "metrics.`eval_success_rate`",
-    "metrics.`eval_success_rate_ci_low`",
-    "metrics.`eval_success_rate_ci_high`",
-    "metrics.`success_rate`",
-    "metrics.`train_wall_s`",
+VIEW_COLUMNS = [  # short names (view_metrics) that the UI's default column width shows whole
+    "metrics.`heldout`",
+    "metrics.`heldout_lo`",
+    "metrics.`heldout_hi`",
+    "metrics.`at_5mm`",
+    "metrics.`at_1mm`",
+    "metrics.`train_s`",
     "params.`train.algo`",
-    "params.`train.learning_rate`",
     "params.`train.total_steps`",
 ]
+VIEW_NAMES = {  # the runs table's short column -> the stage metric it repeats
+    "heldout": "eval_success_rate",
+    "heldout_lo": "eval_success_rate_ci_low",
+    "heldout_hi": "eval_success_rate_ci_high",
+    "at_5mm": "eval_within_5mm",
+    "at_1mm": "eval_within_1mm",
+    "train_s": "train_wall_s",
+}
+
+
+def view_metrics(logged: dict[str, float]) -> dict[str, float]:
+    """The short-named copies of the metrics the runs table shows first: at the UI's default
+    column width `eval_success_rate`, its `_ci_low` and `_ci_high` all read `eval_success_r...`."""
+    return {short: logged[name] for short, name in VIEW_NAMES.items() if name in logged}
 
 
 def runs_url(experiment_id: str | None = None) -> str:
@@ -247,6 +271,49 @@ def runs_url(experiment_id: str | None = None) -> str:
     except Exception:  # noqa: BLE001 - an address to print must not fail (the store may be away)
         return f"{base}/#/experiments"
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW}"
+
+
+SYSTEM_EVERY_S = 10.0  # seconds between system-metric samples (CPU, memory; GPU where pynvml is)
+
+
+class SystemMetrics:
+    """MLflow's own system-metrics monitor on a run (`system/cpu_utilization_percentage`, memory,
+    and GPU use where nvidia-ml-py is installed), shown in the run's System metrics tab. Never
+    fails the run: a monitor that cannot start is skipped, and stopping waits at most a few seconds."""
+
+    def __init__(self, run_id: str) -> None:
+        self.monitor: Any = None
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self.monitor = SystemMetricsMonitor(
+                run_id, sampling_interval=SYSTEM_EVERY_S, resume_logging=True, tracking_uri=tracking_uri()
+            )
+            self.monitor.start()
+        except Exception:  # noqa: BLE001 - psutil missing, an old MLflow: the run goes on without it
+            self.monitor = None
+
+    def stop(self, wait_s: float = 5.0) -> None:
+        """Stop the monitor and log what it sampled since its last publication (a run shorter than
+        SYSTEM_EVERY_S still gets one point)."""
+        if self.monitor is None:
+            return
+        monitor = self.monitor
+
+        def finish() -> None:
+            monitor.finish()
+            try:
+                last = monitor.aggregate_metrics()
+                if last:
+                    monitor.publish_metrics(last)
+                    monitor.mlflow_logger.flush()
+            except Exception:  # noqa: BLE001 - the run's own results matter more than this point
+                pass
+
+        stopper = threading.Thread(target=finish, daemon=True, name="mlflow-system-stop")
+        stopper.start()
+        stopper.join(wait_s)  # its last call may wait on a store that went away: never hold the stage
+        self.monitor = None
 
 
 def end_run(run_id: str, status: str = "FINISHED", root: Path | None = None) -> None:

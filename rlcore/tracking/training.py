@@ -43,6 +43,7 @@ class TrainingRun:
         self._open_error: BaseException | None = None
         self._opener: threading.Thread | None = None
         self._tags: dict[str, str] = {}
+        self._system: tracking.SystemMetrics | None = None
 
     def on_start(self, run: Any, note: str | None) -> None:
         """Open (or reopen) the run before the first update; `run` is the algorithm's RunHandle. A
@@ -97,6 +98,7 @@ class TrainingRun:
                 continue
             self.run_id = run.extra["run_id"] = run_id
             self.sender.attach(run_id, skip_through=logged)
+            self._system = tracking.SystemMetrics(run_id)
             self._opened.set()
             return
 
@@ -139,14 +141,21 @@ class TrainingRun:
         """Deliver the metrics, log the results and artifacts, end the run FINISHED."""
         if not self._deliver(metrics):
             return
+        self._stop_system_metrics()
         run_id = self.run_id
         for key, value in metrics.items():
+            value = tracking.readable(float(value))
             tracking.retry(lambda k=key, v=value: self.client.log_metric(run_id, k, v), f"logging {key}")
         for path, artifact_path in artifacts:
             tracking.retry(
                 lambda p=path, a=artifact_path: self.client.log_artifact(run_id, str(p), a), f"logging {path.name}"
             )
         tracking.retry(lambda: tracking.end_run(run_id), "ending the MLflow run")
+
+    def _stop_system_metrics(self) -> None:
+        if self._system is not None:
+            self._system.stop()
+            self._system = None
 
     def __enter__(self) -> TrainingRun:
         return self
@@ -156,6 +165,7 @@ class TrainingRun:
             return
         self._give_up.set()
         self._deliver()
+        self._stop_system_metrics()
         if self.run_id is not None:
             status = "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
             tracking.retry(lambda: tracking.end_run(self.run_id, status), "ending the MLflow run")

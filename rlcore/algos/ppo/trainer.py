@@ -170,7 +170,10 @@ class Trainer:
             if bar is not None:
                 # postfix first without a redraw: update() redraws at most once per mininterval
                 bar.set_postfix(
-                    fps=f"{row['fps']:,.0f}", success=f"{last_success:.2f}", level=self.curriculum.level, refresh=False
+                    fps=f"{row['fps']:,.0f}",
+                    train_success=f"{last_success:.2f}",
+                    level=self.curriculum.level,
+                    refresh=False,
                 )
                 bar.update(per_iter)
             if self.checkpoint_dir and self.iteration % cfg.checkpoint_every == 0:

@@ -252,7 +252,7 @@ class _Recorder(BaseCallback):
         self.history.append(row)
         self.on_iteration(row)
         if self.bar is not None:
-            self.bar.set_postfix(success=f"{self.last['success_rate']:.2f}", refresh=False)
+            self.bar.set_postfix(train_success=f"{self.last['success_rate']:.2f}", refresh=False)
             self.bar.update(self.num_timesteps - self.bar.n)
 
 

@@ -129,7 +129,7 @@ class _Recorder(BaseCallback):
         self.t_rollout_end = time.perf_counter()
         self.rollout_s = self.t_rollout_end - self.t_rollout
         if self.bar is not None:
-            self.bar.set_postfix(success=f"{self.last['success_rate']:.2f}", refresh=False)
+            self.bar.set_postfix(train_success=f"{self.last['success_rate']:.2f}", refresh=False)
             self.bar.update(self.num_timesteps - self.bar.n)  # redraws at most once per mininterval
 
     def _on_step(self) -> bool:
