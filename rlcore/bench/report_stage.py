@@ -78,9 +78,8 @@ def report_stage(args: argparse.Namespace, params: Params) -> None:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.add_argument("--out-dir", default="out/report", help="report.md and its figures (out/report)")
-    p.add_argument("--bench", default="out/bench.json", help="the benchmark metrics, DVC metrics (out/bench.json)")
+    parser.add_argument("--out-dir", default="out/report", help="report.md and its figures (out/report)")
+    parser.add_argument("--bench", default="out/bench.json", help="the benchmark metrics, DVC metrics (out/bench.json)")
 
 
 COMMAND = StageCommand(

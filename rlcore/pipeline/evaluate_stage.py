@@ -46,6 +46,8 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
     # pipeline's outputs and its MLflow run alone
     adhoc = bool(args.model or args.episodes is not None or args.gui)
     base = "out/adhoc" if adhoc else "out"
+    if adhoc:
+        print("evaluate: an ad-hoc run (--model/--episodes/--gui): outputs under out/adhoc/, nothing logged to MLflow")
     args.out = args.out or f"{base}/eval.json"
     args.episodes_csv = args.episodes_csv or f"{base}/eval_episodes.csv"
     args.gif = args.gif or f"{base}/eval.gif"
@@ -101,20 +103,19 @@ def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
-    p.add_argument(
+    parser.add_argument("--model", default=None, help="policy file (default models/policy.pt)")
+    parser.add_argument(
         "--episodes",
         type=positive_int,
         default=None,
         help="an ad-hoc evaluation of N episodes: written under out/adhoc/, not logged to MLflow "
         "(--set eval.episodes=N is a pipeline run: out/eval.json and MLflow)",
     )
-    p.add_argument("--gui", action="store_true", help="show a live PyBullet or MuJoCo window")
-    p.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
-    p.add_argument("--episodes-csv", default=None, help="default out/eval_episodes.csv (one row per episode)")
-    p.add_argument("--gif", default=None, help="default out/eval.gif")
-    p.add_argument("--cdf", default=None, help="default out/eval_cdf.png (final-distance CDF)")
+    parser.add_argument("--gui", action="store_true", help="show a live PyBullet or MuJoCo window")
+    parser.add_argument("--out", default=None, help="default out/eval.json (out/adhoc/ for ad-hoc runs)")
+    parser.add_argument("--episodes-csv", default=None, help="default out/eval_episodes.csv (one row per episode)")
+    parser.add_argument("--gif", default=None, help="default out/eval.gif")
+    parser.add_argument("--cdf", default=None, help="default out/eval_cdf.png (final-distance CDF)")
 
 
 COMMAND = StageCommand(

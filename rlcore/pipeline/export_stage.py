@@ -114,9 +114,8 @@ def log_to_mlflow(root: Path, run_id: str | None, onnx_path: Path, example, resu
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.add_argument("--onnx", default="models/policy.onnx", help="the ONNX model it writes (models/policy.onnx)")
-    p.add_argument("--out", default="out/export.json", help="parity and controller figures (out/export.json)")
+    parser.add_argument("--onnx", default="models/policy.onnx", help="the ONNX model it writes (models/policy.onnx)")
+    parser.add_argument("--out", default="out/export.json", help="parity and controller figures (out/export.json)")
 
 
 COMMAND = StageCommand(

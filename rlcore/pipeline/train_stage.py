@@ -91,11 +91,14 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.add_argument("--hardware", default="out/hardware.json", help="the hardware stage's decision (out/hardware.json)")
-    p.add_argument("--model", default="models/policy.pt", help="where the policy file goes (models/policy.pt)")
-    p.add_argument("--out", default="out/train.json", help="the run's summary, DVC metrics (out/train.json)")
-    p.add_argument("--curve", default="out/train_curve.csv", help="one row per update, DVC plots (out/train_curve.csv)")
+    parser.add_argument(
+        "--hardware", default="out/hardware.json", help="the hardware stage's decision (out/hardware.json)"
+    )
+    parser.add_argument("--model", default="models/policy.pt", help="where the policy file goes (models/policy.pt)")
+    parser.add_argument("--out", default="out/train.json", help="the run's summary, DVC metrics (out/train.json)")
+    parser.add_argument(
+        "--curve", default="out/train_curve.csv", help="one row per update, DVC plots (out/train_curve.csv)"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:

@@ -92,19 +92,20 @@ def tune_stage(args: argparse.Namespace, params: Params) -> None:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    p = parser
-    p.add_argument("--trials", type=positive_int, default=None, help="total trials across all workers (tune.trials)")
-    p.add_argument("--study-name", default=None, help="default tune.study_name; letters, digits, _ . -")
-    p.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
-    p.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
-    p.add_argument("--vram-limit-mb", type=positive_float, default=None, help="tune.vram_limit_mb")
-    p.add_argument("--steps-per-trial", type=positive_int, default=None, help="tune.steps_per_trial")
-    p.add_argument(
+    parser.add_argument(
+        "--trials", type=positive_int, default=None, help="total trials across all workers (tune.trials)"
+    )
+    parser.add_argument("--study-name", default=None, help="default tune.study_name; letters, digits, _ . -")
+    parser.add_argument("--storage", default=None, help="RDB URL (default $OPTUNA_STORAGE or sqlite optuna.db)")
+    parser.add_argument("--timeout", type=positive_float, default=None, help="stop starting trials after this many s")
+    parser.add_argument("--vram-limit-mb", type=positive_float, default=None, help="tune.vram_limit_mb")
+    parser.add_argument("--steps-per-trial", type=positive_int, default=None, help="tune.steps_per_trial")
+    parser.add_argument(
         "--objective", choices=["success_after_steps", "success_at_budget"], default=None, help="tune.objective"
     )
-    p.add_argument("--budget-s", type=positive_float, default=None, help="tune.budget_s (success_at_budget)")
-    p.add_argument("--seeds", type=positive_int, default=None, help="tune.seeds: training seeds per trial")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    parser.add_argument("--budget-s", type=positive_float, default=None, help="tune.budget_s (success_at_budget)")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="tune.seeds: training seeds per trial")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
 COMMAND = StageCommand("tune", "Optuna tuning: one worker; start several to share a study", tune_stage, options)
