@@ -5,8 +5,6 @@ code, in its module's COMMAND (rlcore.pipeline.cli.StageCommand), once for both 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rlcore import __version__
 from rlcore.pipeline.cli import StageCommand, StageParser, stage_parser
 
@@ -44,18 +42,14 @@ def print_params(argv: list[str]) -> None:
 
     import yaml
 
-    from rlcore.config.schema import Params
     from rlcore.pipeline.cli import EXPECTED
-    from rlcore.pipeline.params import apply_overrides, load_params, validate
+    from rlcore.pipeline.params import load_params_or_defaults
 
     parser = stage_parser("print the resolved params (the file, --set overrides, the schema's defaults)")
     parser.prog = "rlcore params"
     args = parser.parse_args(argv)
     try:
-        if args.params == "params.yaml" and not Path(args.params).exists():  # outside a checkout: the defaults
-            params = validate(apply_overrides(Params().model_dump(), args.overrides), source="--set")
-        else:
-            params = load_params(args.params, args.overrides)
+        params = load_params_or_defaults(args.params, args.overrides)
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

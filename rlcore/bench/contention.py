@@ -42,11 +42,10 @@ def child(sets: list[str]) -> None:
     for GO on stdin, train, print RESULT {steps, seconds timed from GO to the end, threads per
     update}."""
     from rlcore.pipeline import train as runs
-    from rlcore.pipeline.params import apply_overrides, load_params, validate
+    from rlcore.pipeline.params import load_params_or_defaults
     from rlcore.pipeline.placement import BULLET_ENVS, CPU_BATCHED_ENVS, Placement
 
-    base = load_params("params.yaml", []) if Path("params.yaml").is_file() else Params()
-    params = validate(apply_overrides(base.model_dump(), ["hardware.device=cpu", *sets]), source="bench contention")
+    params = load_params_or_defaults("params.yaml", ["hardware.device=cpu", *sets])
     decision = Placement("cpu", "cpu", BULLET_ENVS, CPU_BATCHED_ENVS, None, [])
     params, res = runs.resolve(params, decision)
     targets = runs.load_targets(params, Path.cwd())

@@ -128,3 +128,11 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
     return validate(data, source=str(path))
+
+
+def load_params_or_defaults(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """load_params, or the schema's defaults with the overrides where the default params.yaml is
+    absent (outside a checkout); a named file that is missing is still an error."""
+    if str(path) == "params.yaml" and not Path(path).exists():
+        return validate(apply_overrides(Params().model_dump(), overrides or []), source="--set")
+    return load_params(path, overrides)
