@@ -6,34 +6,14 @@ code, in its module's COMMAND (rlcore.pipeline.cli.StageCommand), once for both 
 from __future__ import annotations
 
 from rlcore import __version__
-from rlcore.pipeline.cli import StageCommand, StageParser, stage_parser
-
-# each stage's module, imported when the stage runs (a stage's imports stay its own, for dvc.yaml)
-STAGES: dict[str, str] = {
-    "targets": "rlcore.pipeline.targets_stage",
-    "hardware": "rlcore.pipeline.hardware_stage",
-    "train": "rlcore.pipeline.train_stage",
-    "evaluate": "rlcore.pipeline.evaluate_stage",
-    "export": "rlcore.pipeline.export_stage",
-    "report": "rlcore.bench.report_stage",
-    "tune": "rlcore.tune.stage",
-}
-HELP = {
-    "targets": "build the reachable-target cache (data/targets.npz)",
-    "hardware": "probe the devices and decide where to train (out/hardware.json)",
-    "train": "train a policy and log the run to MLflow (models/policy.pt)",
-    "evaluate": "held-out evaluation beside the reference controller (out/eval.json)",
-    "export": "ONNX export, parity and the torch-free controller (models/policy.onnx)",
-    "report": "benchmarks and the run's report (out/report/report.md)",
-    "tune": "Optuna tuning: one worker; start several to share a study",
-}
+from rlcore.pipeline.cli import STAGES, StageCommand, StageParser, stage_parser
 
 
 def command(name: str) -> StageCommand:
     """The stage command `name` (its module's COMMAND)."""
     import importlib
 
-    return importlib.import_module(STAGES[name]).COMMAND
+    return importlib.import_module(STAGES[name][0]).COMMAND
 
 
 def print_params(argv: list[str]) -> None:
@@ -69,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"rlcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in STAGES:
-        sub.add_parser(name, help=HELP[name], add_help=False)
+        sub.add_parser(name, help=STAGES[name][1], add_help=False)
     sub.add_parser("bench", help="benchmarks (`rlcore bench --help` lists them)", add_help=False)
     sub.add_parser("params", help="print the resolved params with every default", add_help=False)
     if not argv or argv[0] not in (*STAGES, "bench", "params"):

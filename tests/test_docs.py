@@ -117,6 +117,8 @@ def run_rlcore(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def test_the_rlcore_command(tmp_path):
+    from rlcore.cli import command
+
     top = run_rlcore("--help")
     assert top.returncode == 0 and all(c in top.stdout for c in ("train", "evaluate", "bench", "params"))
     seeds = run_rlcore("bench", "seeds", "--help")
@@ -128,6 +130,13 @@ def test_the_rlcore_command(tmp_path):
     assert "learning_rate: 0.0005" in params.stdout and "cores: auto" in params.stdout
     bad = run_rlcore("params", "--set", "train.epochs=many", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.epochs" in bad.stderr
+    bad_bench = run_rlcore("bench", "envs", "--set", "train.epochs=many", cwd=tmp_path)  # --set read here too
+    assert bad_bench.returncode == 2 and bad_bench.stderr.count("\n") == 1 and "train.epochs" in bad_bench.stderr
+    from rlcore.pipeline.cli import STAGES
+
+    for name, (_, help_line) in STAGES.items():  # one help line per stage, the same in both places
+        assert help_line in " ".join(top.stdout.split()), name
+        assert command(name).help == help_line
     stage = subprocess.run(
         [sys.executable, "stages/train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )

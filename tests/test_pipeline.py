@@ -8,13 +8,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import copy_repo, dvc, free_port, stage, start_mlflow_server, stop_mlflow_server
+from tests.helpers import child_env, copy_repo, dvc, free_port, stage, start_mlflow_server, stop_mlflow_server
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,16 @@ def browser() -> str:
     return found
 
 
+def printed_runs_url(root: Path, env: dict[str, str]) -> str:
+    """The runs-table address the stages print, for the repo's store under `env`."""
+    code = "from rlcore.tracking import runs; print(runs.runs_url())"
+    environ = {k: v for k, v in child_env().items() if k != "RLCORE_UI_URL"} | env
+    cmd = [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=root, env=environ, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
 def test_the_runs_table_shows_the_run_in_a_browser(repo):
     """What a person sees: `mlflow ui` on the pipeline's store, the URL the stages print, loaded
     in headless Chromium at 1600 px with the page's requests settled; the run's row shows its
@@ -200,10 +211,18 @@ def test_the_runs_table_shows_the_run_in_a_browser(repo):
     port = free_port()
     server = start_mlflow_server(f"sqlite:///{repo / 'mlflow.db'}", port, repo)
     try:
+        # the address rlcore prints, with this server as the tracking URI: its host and port
+        printed = printed_runs_url(repo, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
         url = (
             f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}/runs"
             f"?workflowType=machine_learning&viewStateShareKey={tracking.VIEW}"
         )
+        assert printed == url, printed
+        # a local store: where the user says `mlflow ui` serves, else mlflow ui's default
+        assert printed_runs_url(repo, {"RLCORE_UI_URL": "http://127.0.0.1:5001/"}).startswith(
+            "http://127.0.0.1:5001/#/"
+        )
+        assert printed_runs_url(repo, {}).startswith("http://127.0.0.1:5000/#/experiments/")
         cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000"]
         cmd += ["--virtual-time-budget=30000", "--dump-dom", url]
         dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout

@@ -59,6 +59,27 @@ def test_summaries_give_mean_min_max_intervals_and_time_to_target(result):
     assert "reference (dls)" in stdout and "within 1mm" in stdout and "p50/p90/p99 mm" in stdout
     assert "compare: the held-out intervals do not overlap" in stdout and "a is better" in stdout
     assert (root / "out/seeds/a.png").stat().st_size > 1000
+    # held-out success by training steps: the scores at the scored updates, over seeds
+    assert [r["step"] for r in a["by_steps"]] == [1024, 2048]
+    assert all(r["mean"] == r["min"] == r["max"] == 1.0 for r in a["by_steps"])
+    assert all(r["max"] == 0.0 for r in b["by_steps"])
+    assert "held-out success in the twin by training steps (2 seeds" in stdout
+
+
+def test_by_steps_takes_each_seeds_score_nearest_each_fraction_of_the_steps():
+    from rlcore.bench.seed_report import by_steps, by_steps_text
+
+    def curve(rates):
+        return [{"step": 100 * (i + 1), "train_s": float(i + 1), "twin_success_rate": r} for i, r in enumerate(rates)]
+
+    seeds = [{"curve": curve([0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0])}, {"curve": curve([0.0] * 10)}]
+    rows = by_steps({"total_steps": 1000, "seeds": seeds})
+    assert [r["step"] for r in rows] == [100, 200, 500, 700, 1000]  # a tie goes to the earlier score
+    assert [r["mean"] for r in rows] == pytest.approx([0.05, 0.1, 0.4, 0.5, 0.5])
+    assert [(r["min"], r["max"]) for r in rows][2] == (0.0, 0.8) and rows[3]["train_s"] == 7.0
+    assert by_steps({"total_steps": 1000, "seeds": [{"curve": []}]}) == []
+    text = by_steps_text({"total_steps": 1000, "seeds": seeds})
+    assert text[-1].split() == ["1,000", "10", "50.0%", "[0.0%-100.0%]"]
 
 
 def test_mlflow_holds_a_parent_per_configuration_and_a_nested_run_per_seed(result):

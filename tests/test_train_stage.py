@@ -143,6 +143,21 @@ def test_sb3_baseline_stage_logs_under_rlcore_names(tmp_path):
     names |= {"value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "update_s"}
     assert names <= set(run.data.metrics), names - set(run.data.metrics)
     assert len(MlflowClient().get_metric_history(result["run_id"], "fps")) >= 20  # 32 updates of 64 steps
+    # the held-out twin score it prints and records is the saved policy's on every held-out target
+    from rlcore.envs.targets import TargetCache
+    from rlcore.pipeline.evaluate import evaluate_batched
+    from rlcore.pipeline.params import load_params
+    from rlcore.policy.file import policy_from_bundle, read_bundle
+
+    params = load_params(root / "params.yaml", sets)
+    cache = TargetCache.load(root / params.targets.path, params)
+    policy = policy_from_bundle(read_bundle(str(root / "models" / "policy.pt")))
+    again = evaluate_batched(policy, params, cache, None, params.eval.seed)
+    assert result["heldout_twin_episodes"] == int(cache.heldout.sum()) == again["episodes"]
+    assert result["heldout_twin_success_rate"] == again["success_rate"]
+    assert result["heldout_twin_final_distance_mm_median"] == pytest.approx(again["final_distance_mm_median"])
+    assert f"held-out, in the twin: {again['success_rate']:.1%}" in out
+    assert run.data.metrics["heldout_twin_success_rate"] == pytest.approx(again["success_rate"], abs=1e-4)
     evaluation = stage("evaluate", root, "--episodes", "2").stdout
     assert "sb3 policy" in evaluation
 

@@ -25,7 +25,7 @@ from rlcore.bench.tables import (
 )
 from rlcore.config.schema import Params
 from rlcore.pipeline import placement
-from rlcore.pipeline.params import load_params
+from rlcore.pipeline.params import load_params_or_defaults
 from rlcore.runtime import probes as hw
 
 
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m rlcore.bench") ->
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params, args.overrides) if Path(args.params).exists() else Params()
+        params = load_params_or_defaults(args.params, args.overrides)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     try:

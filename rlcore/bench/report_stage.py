@@ -82,6 +82,4 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", default="out/bench.json", help="the benchmark metrics, DVC metrics (out/bench.json)")
 
 
-COMMAND = StageCommand(
-    "report", "benchmarks and the run's report (out/report/report.md)", report_stage, options, "report"
-)
+COMMAND = StageCommand("report", report_stage, options, "report")

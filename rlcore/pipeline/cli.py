@@ -106,16 +106,35 @@ def run_stage(
     sys.exit(code or 0)
 
 
+# every stage: its module (imported when it runs, so a stage's imports stay its own) and help line
+STAGES: dict[str, tuple[str, str]] = {
+    "targets": ("rlcore.pipeline.targets_stage", "build the reachable-target cache (data/targets.npz)"),
+    "hardware": ("rlcore.pipeline.hardware_stage", "probe the devices and decide where to train (out/hardware.json)"),
+    "train": ("rlcore.pipeline.train_stage", "train a policy and log the run to MLflow (models/policy.pt)"),
+    "evaluate": (
+        "rlcore.pipeline.evaluate_stage",
+        "held-out evaluation beside the classical controller (out/eval.json)",
+    ),
+    "export": ("rlcore.pipeline.export_stage", "ONNX export, parity, the torch-free controller (models/policy.onnx)"),
+    "report": ("rlcore.bench.report_stage", "benchmarks and the run's report (out/report/report.md)"),
+    "tune": ("rlcore.tune.stage", "Optuna tuning: one worker; start several to share a study"),
+}
+
+
 @dataclass(frozen=True)
 class StageCommand:
-    """One stage as a command: its name and help line, its code, its own options beyond --params
-    and --set, and the MLflow lock it takes. `python stages/X.py` and `rlcore X` both run it."""
+    """One stage as a command: its name (a key of STAGES, which holds its help line), its code, its
+    own options beyond --params and --set, and the MLflow lock it takes. `python stages/X.py` and
+    `rlcore X` both run it."""
 
     name: str
-    help: str
     run: Callable[[argparse.Namespace, Params], Any]
     options: Callable[[argparse.ArgumentParser], None] | None = None
     logs_to_mlflow: str = ""
+
+    @property
+    def help(self) -> str:
+        return STAGES[self.name][1]
 
     def parser(self, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
         parser = stage_parser(description or self.help)

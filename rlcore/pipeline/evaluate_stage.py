@@ -120,7 +120,6 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 COMMAND = StageCommand(
     "evaluate",
-    "held-out evaluation beside the reference controller (out/eval.json)",
     evaluate_stage,
     options,
     "evaluate",

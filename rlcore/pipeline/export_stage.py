@@ -118,6 +118,4 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/export.json", help="parity and controller figures (out/export.json)")
 
 
-COMMAND = StageCommand(
-    "export", "ONNX export, parity and the torch-free controller (models/policy.onnx)", export_stage, options, "export"
-)
+COMMAND = StageCommand("export", export_stage, options, "export")

@@ -95,6 +95,4 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/hardware.json", help="where the decision goes (out/hardware.json)")
 
 
-COMMAND = StageCommand(
-    "hardware", "probe the devices and decide where to train (out/hardware.json)", hardware_stage, options
-)
+COMMAND = StageCommand("hardware", hardware_stage, options)

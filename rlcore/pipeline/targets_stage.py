@@ -18,4 +18,4 @@ def targets_stage(args: argparse.Namespace, params: Params) -> None:
     print(summary(cache))
 
 
-COMMAND = StageCommand("targets", "build the reachable-target cache (data/targets.npz)", targets_stage)
+COMMAND = StageCommand("targets", targets_stage)

@@ -254,15 +254,27 @@ def view_metrics(logged: dict[str, float]) -> dict[str, float]:
     return {short: logged[name] for short, name in VIEW_NAMES.items() if name in logged}
 
 
+UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store unless told otherwise
+
+
+def ui_address() -> str:
+    """The MLflow UI's address for the store in use: a tracking server's own (its host and port,
+    from the tracking URI); for a local store (sqlite, a folder), `$RLCORE_UI_URL` where the user
+    runs `mlflow ui` elsewhere (`mlflow ui --port 5001` -> http://127.0.0.1:5001), else the
+    address `mlflow ui` serves by default."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return (os.environ.get("RLCORE_UI_URL") or UI_DEFAULT).rstrip("/")
+
+
 def runs_url(experiment_id: str | None = None) -> str:
-    """The MLflow UI's runs table for the experiment (`mlflow ui` at the repo root serves it on
-    http://127.0.0.1:5000; a tracking server at its own address), opened on a shared view that
+    """The MLflow UI's runs table for the experiment at `ui_address()`, opened on a shared view that
     shows held-out success and the main params as columns. The view is an experiment tag
     (`mlflow.sharedViewState.rlcore`), what the UI's own Share button writes."""
     import json
 
-    uri = tracking_uri()
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    base = ui_address()
     try:
         experiment_id = experiment_id or setup()
         state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}

@@ -108,4 +108,4 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
-COMMAND = StageCommand("tune", "Optuna tuning: one worker; start several to share a study", tune_stage, options)
+COMMAND = StageCommand("tune", tune_stage, options)
