@@ -257,6 +257,18 @@ def run_seeds(args: argparse.Namespace, params: Params) -> None:
     run_command(args, params)
 
 
+def gallery_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.bench.gallery import add_arguments
+
+    add_arguments(parser)
+
+
+def run_gallery(args: argparse.Namespace, params: Params) -> None:
+    from rlcore.bench.gallery import run_command
+
+    run_command(args, params)
+
+
 @dataclass(frozen=True)
 class Command:
     """One subcommand: its one-line help, what it runs, and its own options beyond the shared ones."""
@@ -283,6 +295,11 @@ COMMANDS: dict[str, Command] = {
         "k trainings at once, and one beside a busy loop: per-run and aggregate steps/s",
         run_contention,
         contention_options,
+    ),
+    "gallery": Command(
+        "five arms of example-robot-data by robot.urdf alone: train, evaluate on both engines",
+        run_gallery,
+        gallery_options,
     ),
     "all": Command("envs, vec, batched, batched-ppo, update and ppo, one after another", run_all),
 }

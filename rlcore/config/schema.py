@@ -33,8 +33,9 @@ class Section(BaseModel):
 
 class RobotConfig(Section):
     urdf: str = "fanuc_lrmate200id"
-    ee_link: str | None = None  # default: a bundled robot's own (the FANUC's flange), else the chain's last link
-    home: list[FiniteFloat] | None = None  # joint angles (rad) of the home pose; default all zero
+    ee_link: str | None = None  # default: the bundled robot's own, a tool frame, or the longest revolute chain's end
+    home: list[FiniteFloat] | None = None  # joint angles (rad); default zero, or mid-range where zero is outside
+    held: dict[str, FiniteFloat] = {}  # held joints (grippers, fingers) -> position (rad or m); default 0 in limits
 
 
 class TargetsConfig(Section):

@@ -17,7 +17,7 @@ import torch
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
-from rlcore.robots.chain import read_chain
+from rlcore.robots.chain import chain_of, home_pose
 from rlcore.robots.kinematics import ForwardKinematics
 
 
@@ -38,7 +38,7 @@ class BatchedReachEnv:
         self.cfg = env
         self.num_envs = n_envs
         self.device = torch.device(device) if isinstance(device, str) else device
-        self.chain = read_chain(robot.urdf, robot.ee_link)
+        self.chain = chain_of(robot)
         self.fk = ForwardKinematics(self.chain, self.device)
         self.dof = self.chain.dof
         self.obs_dim, self.act_dim = obs_size(self.dof), self.dof
@@ -48,7 +48,7 @@ class BatchedReachEnv:
         self.upper = torch.tensor([j.upper for j in joints], **kw)
         self.vmax = torch.tensor([j.velocity for j in joints], **kw)
         self.mid, self.half = (self.upper + self.lower) / 2, (self.upper - self.lower) / 2
-        self.home = torch.tensor(robot.home or [0.0] * self.dof, **kw)
+        self.home = torch.tensor(home_pose(robot, self.chain), **kw)
         physics = self.cfg.train_physics if mode == "train" else self.cfg.eval_physics
         self.substeps = physics.sim_hz // self.cfg.control_hz
         self.dt = 1.0 / self.cfg.control_hz

@@ -9,8 +9,9 @@ import numpy as np
 import pybullet as p
 
 from rlcore.envs.reach import ArmReachEnv
-from rlcore.envs.task import obs_size, reach_reward, substep_gain
+from rlcore.envs.task import camera_framing, obs_size, reach_reward, substep_gain
 from rlcore.robots.arm import BulletArm
+from rlcore.robots.chain import chain_of
 
 __all__ = ["ReachEnv", "obs_size", "reach_reward", "substep_gain"]  # the task's shared parts, re-exported
 
@@ -21,7 +22,7 @@ class ReachEnv(ArmReachEnv):
     engine = "pybullet"
 
     def _load_arm(self, gui: bool) -> BulletArm:
-        arm = BulletArm(self.robot.urdf, self.robot.ee_link, gui=gui)
+        arm = BulletArm(chain_of(self.robot), gui=gui)
         self.client = arm.client
         self.client.setGravity(0, 0, -9.81)
         self.client.setPhysicsEngineParameter(
@@ -57,15 +58,16 @@ class ReachEnv(ArmReachEnv):
             return None
         if self._target_body is None:
             self._add_scenery()
+        lookat, distance = camera_framing(self.arm.chain, self.targets)
         view = self.client.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=(0.25, 0.0, 0.4),
-            distance=1.25,
+            cameraTargetPosition=lookat,
+            distance=distance,
             yaw=50,
             pitch=-25,
             roll=0,
             upAxisIndex=2,
         )
-        proj = self.client.computeProjectionMatrixFOV(fov=55, aspect=4 / 3, nearVal=0.05, farVal=5)
+        proj = self.client.computeProjectionMatrixFOV(fov=55, aspect=4 / 3, nearVal=0.05, farVal=5 * max(1.0, distance))
         _, _, rgba, _, _ = self.client.getCameraImage(320, 240, view, proj, renderer=p.ER_TINY_RENDERER)
         return np.asarray(rgba, dtype=np.uint8).reshape(240, 320, 4)[:, :, :3]
 

@@ -14,6 +14,7 @@ from typing import Any
 from rlcore.config.schema import ConfigError, Params, RobotConfig
 from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.targets import TargetCache
+from rlcore.robots.chain import chain_of
 
 ENGINES = ("pybullet", "mujoco")
 LABELS = {"pybullet": "PyBullet", "mujoco": "MuJoCo"}
@@ -65,10 +66,10 @@ def make_arm(robot: RobotConfig, physics: str, self_collision: bool = False) -> 
     if resolve(physics)[0] == "mujoco":
         from rlcore.robots.mujoco_arm import MujocoArm
 
-        return MujocoArm(robot.urdf, robot.ee_link, self_collision=self_collision)
+        return MujocoArm(chain_of(robot), self_collision=self_collision)
     from rlcore.robots.arm import BulletArm
 
-    return BulletArm(robot.urdf, robot.ee_link, self_collision=self_collision)
+    return BulletArm(chain_of(robot), self_collision=self_collision)
 
 
 def reach_env_class(params: Params) -> type[ArmReachEnv]:

@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 from rlcore.envs.reach import ArmReachEnv
+from rlcore.envs.task import camera_framing
+from rlcore.robots.chain import chain_of
 from rlcore.robots.mujoco_arm import MujocoArm, mujoco
 
 RENDER_SIZE = (240, 320)  # height, width: as the PyBullet env's frames
@@ -33,7 +35,7 @@ class MujocoReachEnv(ArmReachEnv):
         robot = self.robot
         scenery = self.render_mode == "rgb_array" or gui
         radius = max(self.cfg.success_radius, 0.025)
-        arm = MujocoArm(robot.urdf, robot.ee_link, actuated=True, scenery=scenery, target_radius=radius)
+        arm = MujocoArm(chain_of(robot), actuated=True, scenery=scenery, target_radius=radius)
         dt_sub = self.dt / self.substeps
         arm.servo_gains(dt_sub)
         arm.model.opt.iterations = self.physics.solver_iterations
@@ -82,8 +84,9 @@ class MujocoReachEnv(ArmReachEnv):
                     "(Debian: apt-get install libegl1 libgl1-mesa-dri) or MUJOCO_GL=osmesa"
                 ) from None
         camera = mujoco.MjvCamera()
-        camera.lookat[:] = (0.25, 0.0, 0.4)
-        camera.distance, camera.azimuth, camera.elevation = 1.25, 140.0, -25.0
+        lookat, distance = camera_framing(self.arm.chain, self.targets)
+        camera.lookat[:] = lookat
+        camera.distance, camera.azimuth, camera.elevation = distance, 140.0, -25.0
         mujoco.mj_camlight(self.model, self.data)  # the light's pose: a reset updates only the kinematics
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render().copy()

@@ -34,6 +34,7 @@ import numpy as np
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.envs.targets import Curriculum, TargetCache
 from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
+from rlcore.robots.chain import home_pose
 
 
 class ArmReachEnv(gym.Env):
@@ -65,7 +66,7 @@ class ArmReachEnv(gym.Env):
         self.arm = arm = self._load_arm(gui)
         dof = arm.chain.dof
         self.dof = dof
-        self.home = np.array(self.robot.home or [0.0] * dof, dtype=np.float64)
+        self.home = home_pose(self.robot, arm.chain)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(dof,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(-10.0, 10.0, shape=(obs_size(dof),), dtype=np.float32)
         self.split = "train" if mode == "train" else "heldout"

@@ -4,11 +4,14 @@ binned into difficulty levels (rlcore.envs.targets has the rules and the file fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rlcore.config.schema import Params
 from rlcore.envs.engines import engine_of, make_arm
 from rlcore.envs.targets import TargetCache, TargetCacheError, cache_key
+from rlcore.robots.chain import home_pose
 
 
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
@@ -17,39 +20,21 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     cfg = params.targets
     arm = make_arm(params.robot, params.env.physics, self_collision=True)
     rng = np.random.default_rng(cfg.seed)
-    home = np.array(params.robot.home or [0.0] * arm.chain.dof)
+    home = home_pose(params.robot, arm.chain)
     arm.set_joints(home)
     home_pos = arm.ee_position(fk=True)
     _check_feasible(arm, params)
-    joints, positions = [], []
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.n, desc="targets", unit="target")
-    tries = 0
-    while len(positions) < cfg.n:
-        tries += 1
-        if tries > 50 * cfg.n:
-            raise TargetCacheError(
-                f"fewer than 2% of sampled configurations are valid targets (targets.min_height = "
-                f"{cfg.min_height}, min_radius = {cfg.min_radius}, max_azimuth_deg = {cfg.max_azimuth_deg}): "
-                "lower them, or check robot.ee_link"
-            )
-        q = rng.uniform(arm.lower, arm.upper)
-        arm.set_joints(q)
-        pos = arm.ee_position(fk=True)
-        if not _in_workspace(pos, params):
-            continue
-        if arm.in_self_collision():
-            continue
-        joints.append(q)
-        positions.append(pos)
+    try:
+        joints, positions, tries = _sample(arm, params, home, rng, bar)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    arm.close()
+            bar.close()
+        arm.close()
     positions_arr = np.array(positions, dtype=np.float32)
     distance = np.linalg.norm(positions_arr - home_pos, axis=1)
     edges = np.quantile(distance, np.linspace(0, 1, cfg.levels + 1)[1:-1]).astype(np.float32)
@@ -67,6 +52,69 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
         home_position=home_pos.astype(np.float32),
         meta=meta,
     )
+
+
+FEASIBILITY_SAMPLE = 500  # targets the episode-length check reads before the rest are built
+FEASIBLE_FRACTION = 0.9  # of targets a straight joint move at the velocity limits must reach in an episode
+
+
+def straight_move_steps(joints: np.ndarray, arm: Any, home: np.ndarray, control_hz: int) -> np.ndarray:
+    """Control steps a straight joint-space move from `home` to each configuration takes with every
+    joint at its velocity limit (a joint with a full turn of range goes the shorter way round)."""
+    delta = joints - home
+    full_turn = (arm.upper - arm.lower) >= 2 * np.pi - 1e-6
+    delta = np.where(full_turn, (delta + np.pi) % (2 * np.pi) - np.pi, delta)
+    return np.ceil((np.abs(delta) / (arm.vmax / control_hz)).max(axis=1))
+
+
+def check_episode_length(joints: np.ndarray, arm: Any, home: np.ndarray, params: Params) -> None:
+    """TargetCacheError when a straight joint move at the velocity limits reaches fewer than
+    FEASIBLE_FRACTION of the targets within env.episode_steps (an arm too slow for the episode,
+    which would train to 0% without a word), giving the episode length that would do: twice the
+    steps of the 95th-percentile move, so the arm has as long again to settle."""
+    env = params.env
+    steps = straight_move_steps(joints, arm, home, env.control_hz)
+    reached = float(np.mean(steps <= env.episode_steps))
+    if reached < FEASIBLE_FRACTION:
+        enough = int(np.ceil(2 * np.percentile(steps, 95) / 10) * 10)
+        slowest = ", ".join(f"{v:.2g}" for v in sorted(set(np.round(arm.vmax, 2)))[:3])
+        raise TargetCacheError(
+            f"robot {arm.chain.urdf_path.name} is too slow for env.episode_steps = {env.episode_steps} "
+            f"({env.episode_steps / env.control_hz:g} s): moving straight at its velocity limits ({slowest} rad/s) "
+            f"reaches {reached:.0%} of the targets in time (needs {FEASIBLE_FRACTION:.0%}); "
+            f"set env.episode_steps={enough}"
+        )
+
+
+def _sample(
+    arm: Any, params: Params, home: np.ndarray, rng: np.random.Generator, bar: Any
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Random configurations inside the limits until `targets.n` pass the workspace and
+    self-contact checks: (joints, flange positions, configurations tried)."""
+    cfg = params.targets
+    joints: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
+    tries = 0
+    while len(positions) < cfg.n:
+        tries += 1
+        if tries > 50 * cfg.n:
+            raise TargetCacheError(
+                f"fewer than 2% of sampled configurations are valid targets (targets.min_height = "
+                f"{cfg.min_height}, min_radius = {cfg.min_radius}, max_azimuth_deg = {cfg.max_azimuth_deg}): "
+                "lower them, or check robot.ee_link"
+            )
+        q = rng.uniform(arm.lower, arm.upper)
+        arm.set_joints(q)
+        pos = arm.ee_position(fk=True)
+        if not _in_workspace(pos, params) or arm.in_self_collision():
+            continue
+        joints.append(q)
+        positions.append(pos)
+        if len(joints) == min(cfg.n, FEASIBILITY_SAMPLE):
+            check_episode_length(np.array(joints), arm, home, params)
+        if bar is not None:
+            bar.update(1)
+    return joints, positions, tries
 
 
 def _in_workspace(pos: np.ndarray, params: Params) -> bool:

@@ -66,3 +66,24 @@ class StepResult(NamedTuple):
     distance: torch.Tensor
     episode_return: torch.Tensor
     any_done: bool  # known on the host without a device sync
+
+
+FRAMED_REACH = 1.16  # m: the bundled FANUC's chain length, which the fallback framing was set on
+
+
+def camera_framing(chain: Any, targets: Any = None) -> tuple[tuple[float, float, float], float]:
+    """(look-at point, distance) of the GIF camera: the middle of the box holding the base, the
+    home flange and the targets (2nd to 98th percentile) of a TargetCache, from 1.2 times its
+    largest side; without targets, the FANUC's framing scaled by the arm's chain length."""
+    if targets is not None and len(targets.positions):
+        import numpy as np
+
+        home = np.asarray(targets.home_position, dtype=np.float64)[None]
+        points = np.concatenate([np.asarray(targets.positions, dtype=np.float64), np.zeros((1, 3))])
+        lo, hi = np.percentile(points, 2, axis=0), np.percentile(points, 98, axis=0)
+        lo, hi = np.minimum(lo, np.minimum(home[0], 0.0)), np.maximum(hi, np.maximum(home[0], 0.0))
+        center = (lo + hi) / 2
+        return (float(center[0]), float(center[1]), float(center[2])), float(1.2 * (hi - lo).max())
+    reach = sum(math.sqrt(sum(v * v for v in j.xyz)) for j in chain.joints) or FRAMED_REACH
+    scale = reach / FRAMED_REACH
+    return (0.25 * scale, 0.0, 0.4 * scale), 1.25 * scale

@@ -14,6 +14,7 @@ from typing import Any
 from rlcore.config.schema import ConfigError, Params
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline.params import load_params
+from rlcore.robots.chain import UrdfError
 from rlcore.runtime.files import DISK_ERRNOS, DiskError
 from rlcore.tracking import store
 from rlcore.tracking.store import StoreError
@@ -24,7 +25,7 @@ class StageError(RuntimeError):
 
 
 # the failures a stage reports in one line (anything else is a bug: its traceback stays)
-EXPECTED = (ConfigError, StageError, StoreError, DiskError, TargetCacheError)
+EXPECTED = (ConfigError, StageError, StoreError, DiskError, TargetCacheError, UrdfError)
 
 
 def expected_os_error(err: OSError) -> bool:

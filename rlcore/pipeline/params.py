@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rlcore.config.schema import ConfigError, Params
-from rlcore.robots.chain import read_chain
+from rlcore.robots.chain import chain_of, check_home
 from rlcore.runtime import oscompat
 
 
@@ -74,12 +74,13 @@ def check_on_this_machine(params: Params) -> None:
     OS. ValueError with one line naming the key."""
     robot = params.robot
     try:
-        chain = read_chain(robot.urdf, robot.ee_link)
+        chain = chain_of(robot)
     except FileNotFoundError as err:
         raise ValueError(f"robot: {err}") from None
     if robot.home is not None and len(robot.home) != chain.dof:
         urdf = chain.urdf_path.name
         raise ValueError(f"robot: robot.home has {len(robot.home)} angles; {urdf} has {chain.dof} joints")
+    check_home(robot, chain)
     method = params.hardware.mp_start_method
     if method != "auto" and method not in oscompat.start_methods():
         available = ", ".join(oscompat.start_methods())

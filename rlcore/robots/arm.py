@@ -6,7 +6,8 @@ import numpy as np
 import pybullet as p
 from pybullet_utils.bullet_client import BulletClient
 
-from rlcore.robots.chain import Chain, limit_arrays, read_chain
+from rlcore.robots.chain import Chain, default_home, limit_arrays, read_chain
+from rlcore.robots.meshes import engine_copy
 
 
 class BulletArm:
@@ -24,7 +25,7 @@ class BulletArm:
         flags = p.URDF_ENABLE_CACHED_GRAPHICS_SHAPES
         if self_collision:
             flags |= p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT
-        self.robot = self.client.loadURDF(str(self.chain.urdf_path), useFixedBase=True, flags=flags)
+        self.robot = self.client.loadURDF(str(engine_copy(self.chain.urdf_path)), useFixedBase=True, flags=flags)
         index_by_joint, index_by_link = {}, {}
         for i in range(self.client.getNumJoints(self.robot)):
             info = self.client.getJointInfo(self.robot, i)
@@ -33,16 +34,21 @@ class BulletArm:
         self.joint_ids = [index_by_joint[j.name] for j in self.chain.movable]
         self.link_ids = [index_by_link[link] for link in self.chain.links]
         self.ee_id = index_by_link[self.chain.ee_link]
+        self.held_ids = [index_by_joint[j.name] for j in self.chain.held]
+        for j, value, joint in zip(self.held_ids, self.chain.held_positions, self.chain.held):
+            self.client.setJointMotorControl2(
+                self.robot, j, p.POSITION_CONTROL, targetPosition=value, force=max(joint.effort, 1.0)
+            )
         self.lower, self.upper, self.vmax, self.effort = limit_arrays(self.chain)
         self.touching_at_rest: list[tuple[int, int]] = []
         if self_collision:
             self._ignore_contacts_at_rest()
 
     def _ignore_contacts_at_rest(self) -> None:
-        """Link pairs that touch at the rest pose (zero, clipped to the limits) always touch, e.g.
+        """Link pairs that touch at the rest pose (rlcore.robots.chain.default_home) always touch, e.g.
         a gripper's fingers or a wrist flange against its hand: like a MoveIt allowed-collision
         matrix, those pairs are left out of the self-collision check. The FANUC has none."""
-        self.set_joints(np.clip(np.zeros(len(self.lower)), self.lower, self.upper))
+        self.set_joints(default_home(self.chain))
         self.client.performCollisionDetection()
         pairs = {tuple(sorted((c[3], c[4]))) for c in self.client.getContactPoints(self.robot, self.robot)}
         for a, b in sorted(pairs):
@@ -50,9 +56,11 @@ class BulletArm:
         self.touching_at_rest = sorted(pairs)
 
     def set_joints(self, q: np.ndarray, qd: np.ndarray | None = None) -> None:
-        """Teleport the joints (no physics step)."""
+        """Teleport the joints (no physics step); the held joints back to their positions, at rest."""
         for k, j in enumerate(self.joint_ids):
             self.client.resetJointState(self.robot, j, float(q[k]), float(qd[k]) if qd is not None else 0.0)
+        for j, value in zip(self.held_ids, self.chain.held_positions):
+            self.client.resetJointState(self.robot, j, value, 0.0)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         states = self.client.getJointStates(self.robot, self.joint_ids)

@@ -3,16 +3,15 @@ and the joint servos the reach env drives.
 
 The URDF is read as it is (MuJoCo's own URDF parser) with fixed links kept as bodies
 (`fusestatic` off), so every URDF link, the end effector included, is a body of the same name.
-`package://` mesh paths are resolved the way PyBullet does (relative to the URDF's folder), joints
-off the chain (a gripper's fingers) are welded, and a site marks the end-effector frame.
+Mesh paths are resolved as ROS does (rlcore.robots.meshes: `package://`, ROS_PACKAGE_PATH), COLLADA
+meshes converted to STL (MuJoCo reads none), joints off the chain (a gripper's fingers) welded at
+their held positions, and a site marks the end-effector frame.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,10 @@ def headless_gl_default() -> None:
 headless_gl_default()
 import mujoco  # noqa: E402
 
-from rlcore.robots.chain import Chain, limit_arrays, read_chain  # noqa: E402
+from rlcore.robots.chain import Chain, default_home, limit_arrays, read_chain  # noqa: E402
+from rlcore.robots.meshes import engine_copy  # noqa: E402
+
+UNREADABLE_MESHES = (".dae",)  # mesh formats MuJoCo cannot read: converted to STL
 
 EE_SITE = "rlcore_ee"
 TARGET_BODY = "rlcore_target"
@@ -44,27 +46,27 @@ SERVO_ARMATURE = 0.01
 SELF_COLLISION_MARGIN = 0.0031
 
 
-def _resolve_meshes(text: str, folder: Path) -> str:
-    """Absolute mesh paths: `package://pkg/a/b.obj` or `a/b.obj` relative to the URDF's folder,
-    dropping leading folders until the file exists (as PyBullet's loader searches)."""
-
-    def resolve(match: re.Match) -> str:
-        name = match.group(2)
-        parts = Path(name.removeprefix("package://")).parts
-        for k in range(len(parts)):
-            candidate = folder.joinpath(*parts[k:])
-            if candidate.is_file():
-                return f"{match.group(1)}{candidate.as_posix()}{match.group(3)}"
-        return match.group(0)
-
-    return re.sub(r'(<mesh\b[^>]*\bfilename=")([^"]+)(")', resolve, text)
+def _hold(joint: mujoco.MjsJoint, value: float) -> None:
+    """Weld a held joint at `value` (rad or m): its body turned or moved by it, the joint removed."""
+    body = joint.parent
+    axis = np.array(joint.axis, dtype=np.float64)
+    if value and joint.type == mujoco.mjtJoint.mjJNT_HINGE:
+        turn = np.zeros(4)
+        mujoco.mju_axisAngle2Quat(turn, axis, value)
+        quat = np.zeros(4)
+        mujoco.mju_mulQuat(quat, np.array(body.quat, dtype=np.float64), turn)
+        body.quat = quat
+    elif value and joint.type == mujoco.mjtJoint.mjJNT_SLIDE:
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, np.array(body.quat, dtype=np.float64))
+        body.pos = np.array(body.pos) + rot.reshape(3, 3) @ (axis * value)
 
 
 def arm_spec(chain: Chain, scenery: bool = False, target_radius: float = 0.025) -> mujoco.MjSpec:
     """The MjSpec of a chain's URDF: links as bodies, off-chain joints welded, the end-effector
     site; with `scenery`, a visual-only floor, light and target sphere (a mocap body)."""
-    text = _resolve_meshes(chain.urdf_path.read_text(), chain.urdf_path.parent)
-    spec = mujoco.MjSpec.from_string(text)
+    path = engine_copy(chain.urdf_path, convert={ext: ".stl" for ext in UNREADABLE_MESHES})
+    spec = mujoco.MjSpec.from_string(path.read_text(encoding="utf-8"))
     spec.compiler.fusestatic = False
     spec.strippath = False
     spec.compiler.balanceinertia = True  # xarm's URDF has inertias MuJoCo rejects (PyBullet takes them)
@@ -72,8 +74,10 @@ def arm_spec(chain: Chain, scenery: bool = False, target_radius: float = 0.025) 
     for equality in list(spec.equalities):  # a URDF's <mimic> joints (fingers), welded below
         if not {equality.name1, equality.name2} <= on_chain:
             spec.delete(equality)
+    held = dict(zip((j.name for j in chain.held), chain.held_positions))
     for joint in list(spec.joints):
         if joint.name not in on_chain:
+            _hold(joint, held.get(joint.name, 0.0))
             spec.delete(joint)
     spec.body(chain.ee_link).add_site(name=EE_SITE, size=[0.005, 0, 0])
     if scenery:  # drawn geoms (contype = conaffinity = 0): kept, the URDF's visuals too
@@ -152,11 +156,11 @@ class MujocoArm:
         self.target_mocap = self.model.body(TARGET_BODY).mocapid[0] if scenery else -1
 
     def _contacts_at_rest(self, spec: mujoco.MjSpec) -> list[tuple[str, str]]:
-        """Body pairs in contact at the rest pose (zero, clipped to the limits): like BulletArm's,
+        """Body pairs in contact at the rest pose (rlcore.robots.chain.default_home): like BulletArm's,
         left out of the self-collision check (a gripper's fingers). The FANUC has none."""
         model = spec.compile()
         data = mujoco.MjData(model)
-        q = np.clip(np.zeros(len(self.lower)), self.lower, self.upper)
+        q = default_home(self.chain)
         for j, value in zip(self.chain.movable, q):
             data.qpos[model.jnt_qposadr[model.joint(j.name).id]] = value
         mujoco.mj_fwdPosition(model, data)
