@@ -108,3 +108,34 @@ def test_the_gallery_trains_and_evaluates_every_arm_on_both_engines(tmp_path, ro
         assert gap < max(3.0, 0.3 * pybullet["final_distance_mm_median"]), row
         assert pybullet["reference_success_rate"] is not None
     assert "twin median mm (at home)" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ur5", "panda"])
+def test_an_arm_runs_through_the_stages_by_robot_urdf_alone(tmp_path, robots, name):
+    """The pipeline's own stages with only robot.urdf changed (tiny sizes): the targets stage says
+    what it chose, evaluation runs on both engines with its GIF, and the ONNX export names the arm's
+    joints only (the Panda's fingers are held, not exported)."""
+    import copy
+
+    from tests.helpers import TINY_PARAMS, copy_repo, stage
+
+    params = copy.deepcopy(TINY_PARAMS) | {"robot": {"urdf": str(robots / ARMS[name][0])}}
+    root = copy_repo(tmp_path, params, git=False)
+    said = stage("targets", root).stdout
+    ee, dof, held = EXPECTED[name]
+    assert f"end effector {ee} (" in said and f"arm joints ({dof})" in said
+    assert all(j in said.split("held joints")[1].splitlines()[0] for j in held)
+    stage("hardware", root)
+    stage("train", root)
+    for engine in ("pybullet", "mujoco"):
+        out = stage("evaluate", root, "--set", f"env.physics={engine}").stdout
+        label = {"pybullet": "PyBullet", "mujoco": "MuJoCo"}[engine]
+        assert f"held-out episodes, {label} accurate physics" in out, out[-1500:]
+        assert (root / "out/eval.gif").stat().st_size > 1000
+    stage("export", root)
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(root / "models/policy.onnx")).metadata_props}
+    names = json.loads(meta["rlcore.joint_names"])
+    assert len(names) == dof and not set(names) & set(held), names

@@ -162,3 +162,29 @@ def test_a_broken_urdf_ends_in_one_line(tmp_path, case):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(errors) == 1 and said in errors[0], errors
     assert not (tmp_path / "t.npz").exists()  # nothing half-written
+
+
+def test_a_held_joint_sits_at_its_position_in_both_engines(tmp_path):
+    pytest.importorskip("pybullet")
+    pytest.importorskip("mujoco")
+    import numpy as np
+
+    from rlcore.robots.arm import BulletArm
+    from rlcore.robots.mujoco_arm import MujocoArm, mujoco
+
+    robot = type("Robot", (), {"urdf": str(arm3(tmp_path)), "ee_link": None, "held": {"gripper_joint": -0.4}})
+    chain = chain_of(robot)
+    bullet, mj = BulletArm(chain), MujocoArm(chain)
+    q = np.array([0.3, -0.5, 0.7])
+    bullet.set_joints(q)
+    mj.set_joints(q)
+    jaw = bullet.held_ids[0]
+    assert bullet.client.getJointState(bullet.robot, jaw)[0] == pytest.approx(-0.4)
+    frame = bullet.client.getLinkState(bullet.robot, jaw, computeForwardKinematics=True)
+    mujoco.mj_kinematics(mj.model, mj.data)
+    body = mj.model.body("jaw").id
+    # the jaw's frame, turned by the held angle, is where PyBullet has it (its orientation shows the angle)
+    assert np.allclose(frame[4], mj.data.xpos[body], atol=1e-6)
+    quat_xyzw = np.array(frame[5])
+    assert np.allclose(np.abs(quat_xyzw[[3, 0, 1, 2]] @ mj.data.xquat[body]), 1.0, atol=1e-6)
+    bullet.close()

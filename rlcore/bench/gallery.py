@@ -102,12 +102,15 @@ def run_arm(params: Params, name: str, robots: Path, progress: bool) -> dict[str
             {**run_params.model_dump(), "env": {**run_params.env.model_dump(), "physics": engine}}, source=engine
         )
         metrics, _ = evaluate(
-            policy, engine_params, cache, engine_params.eval.episodes, engine_params.eval.seed, progress=progress
+            policy,
+            engine_params,
+            cache,
+            engine_params.eval.episodes,
+            engine_params.eval.seed,
+            progress=progress,
+            reference=True,
         )
-        row[engine] = _figures(metrics) | {
-            "reference_success_rate": metrics.get("reference_success_rate"),
-            "reference_final_distance_mm_median": metrics.get("reference_final_distance_mm_median"),
-        }
+        row[engine] = _figures(metrics) | _figures(metrics, "reference_")
     return row
 
 
@@ -119,23 +122,30 @@ def _home_distance_median(cache: Any) -> float:
     return float(np.median(np.linalg.norm(held - cache.home_position, axis=1)))
 
 
-def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("episodes", "success_rate", "success_rate_ci_low", "success_rate_ci_high", "final_distance_mm_median")
-    return {k: metrics[k] for k in keys if k in metrics}
+def _figures(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The figures the table shows, of the policy or (prefix `reference_`) the reference controller."""
+    keys = ("success_rate", "success_rate_ci_low", "success_rate_ci_high", "final_distance_mm_median", "within_1mm")
+    keys = keys if prefix else ("episodes", *keys)
+    return {prefix + k: metrics[prefix + k] for k in keys if prefix + k in metrics}
 
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The gallery as printed lines: one row per arm."""
+    """The gallery as printed lines: one row per arm, held-out success (95% interval) and median
+    final distance per engine, the reference controller's in PyBullet beside them."""
+
+    def cell(fig: dict[str, Any], prefix: str = "") -> str:
+        rate, low, high = (fig.get(f"{prefix}success_rate{end}") for end in ("", "_ci_low", "_ci_high"))
+        median = fig.get(f"{prefix}final_distance_mm_median")
+        if rate is None or median is None:
+            return "-".ljust(30)
+        return f"{rate:6.1%} ({low:.0%}-{high:.0%}) {median:6.2f} mm".ljust(30)
+
     head = f"{'arm':<8}{'dof':>4}  {'end effector':<24}{'train s':>8}  "
-    head += "".join(f"{e + ' held-out':<30}" for e in ENGINES) + "twin median mm (at home)"
+    head += "".join(f"{e + ' held-out':<30}" for e in ENGINES) + f"{'reference (pybullet)':<30}twin mm (at home)"
     lines = [head]
     for r in rows:
-        cells = "".join(
-            f"{r[e]['success_rate']:6.1%} ({r[e]['success_rate_ci_low']:.0%}-{r[e]['success_rate_ci_high']:.0%}) "
-            f"{r[e]['final_distance_mm_median']:6.1f} mm".ljust(30)
-            for e in ENGINES
-        )
-        twin = f"{r['twin']['final_distance_mm_median']:.1f} ({r['home_distance_mm_median']:.0f})"
+        cells = "".join(cell(r[e]) for e in ENGINES) + cell(r["pybullet"], "reference_")
+        twin = f"{r['twin']['final_distance_mm_median']:.2f} ({r['home_distance_mm_median']:.0f})"
         lines.append(f"{r['arm']:<8}{r['dof']:>4}  {r['ee_link']:<24}{r['train_s']:>8.0f}  {cells}{twin}")
     return lines
 

@@ -48,15 +48,17 @@ SELF_COLLISION_MARGIN = 0.0031
 
 def _hold(joint: mujoco.MjsJoint, value: float) -> None:
     """Weld a held joint at `value` (rad or m): its body turned or moved by it, the joint removed."""
+    if not value:  # the URDF's own zero: the weld alone holds it
+        return
     body = joint.parent
     axis = np.array(joint.axis, dtype=np.float64)
-    if value and joint.type == mujoco.mjtJoint.mjJNT_HINGE:
+    if joint.type == mujoco.mjtJoint.mjJNT_HINGE:
         turn = np.zeros(4)
         mujoco.mju_axisAngle2Quat(turn, axis, value)
         quat = np.zeros(4)
         mujoco.mju_mulQuat(quat, np.array(body.quat, dtype=np.float64), turn)
         body.quat = quat
-    elif value and joint.type == mujoco.mjtJoint.mjJNT_SLIDE:
+    elif joint.type == mujoco.mjtJoint.mjJNT_SLIDE:
         rot = np.zeros(9)
         mujoco.mju_quat2Mat(rot, np.array(body.quat, dtype=np.float64))
         body.pos = np.array(body.pos) + rot.reshape(3, 3) @ (axis * value)
