@@ -107,7 +107,7 @@ def test_the_gallery_trains_and_evaluates_every_arm_on_both_engines(tmp_path, ro
         gap = abs(pybullet["final_distance_mm_median"] - mujoco["final_distance_mm_median"])
         assert gap < max(3.0, 0.3 * pybullet["final_distance_mm_median"]), row
         assert pybullet["reference_success_rate"] is not None
-    assert "twin median mm (at home)" in proc.stdout
+    assert "twin mm (at home)" in proc.stdout and "reference (pybullet)" in proc.stdout
 
 
 @pytest.mark.slow
