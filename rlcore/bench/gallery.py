@@ -11,7 +11,6 @@ final distance, training time, and the twin's held-out median distance beside th
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +72,7 @@ def run_arm(params: Params, name: str, robots: Path, progress: bool) -> dict[str
 
     params = arm_params(params, name, robots)
     chain = chain_of(params.robot)
-    with tempfile.TemporaryDirectory(prefix="rlcore-gallery-") as tmp:
-        cache = build_cache(params, progress=progress)
-        cache.save(Path(tmp) / "targets.npz")
+    cache = build_cache(params, progress=progress)
     decision = Placement("cpu", "cpu", 2, params.hardware.n_envs_twin or 256, None, ["gallery: CPU"])
     run_params, res = runs.resolve(params, decision)
     start = time.perf_counter()
@@ -98,9 +95,7 @@ def run_arm(params: Params, name: str, robots: Path, progress: bool) -> dict[str
         "home_distance_mm_median": float(_home_distance_median(cache) * 1000),
     }
     for engine in ENGINES:
-        engine_params = validate(
-            {**run_params.model_dump(), "env": {**run_params.env.model_dump(), "physics": engine}}, source=engine
-        )
+        engine_params = run_params.model_copy(update={"env": run_params.env.model_copy(update={"physics": engine})})
         metrics, _ = evaluate(
             policy,
             engine_params,

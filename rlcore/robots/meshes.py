@@ -72,24 +72,20 @@ def resolve_mesh(filename: str, urdf: Path) -> Path:
     return path.resolve()
 
 
-def mesh_paths(urdf: Path) -> dict[str, Path]:
-    """Every mesh path the URDF names, resolved (UrdfError on the first that is missing)."""
-    text = urdf.read_text(encoding="utf-8", errors="replace")
-    return {m.group(2): resolve_mesh(m.group(2), urdf) for m in MESH_FILENAME.finditer(text)}
-
-
 def engine_copy(urdf: Path, convert: dict[str, str] | None = None) -> Path:
     """The URDF the physics engines load: the file with every mesh path made absolute (PyBullet and
-    MuJoCo look only beside the file), in a folder of the temp directory named by the content and
-    the meshes found, so concurrent runs share it. `convert` maps a mesh suffix (".dae") to the
-    suffix of a converted copy the caller made beside the copy (MuJoCo reads no COLLADA)."""
+    MuJoCo look only beside the file), in a folder of the temp directory named by the file's path
+    and content, ROS_PACKAGE_PATH and `convert`, so runs and env workers share it and only the
+    first resolves the meshes. `convert` maps a mesh suffix (".dae") to the suffix of a converted
+    copy made beside the copy (MuJoCo reads no COLLADA)."""
     text = urdf.read_text(encoding="utf-8", errors="replace")
-    meshes = mesh_paths(urdf)
-    key = hashlib.sha256((str(urdf.resolve()) + text + repr(sorted(convert or {}))).encode()).hexdigest()[:16]
+    named = [str(urdf.resolve()), text, os.environ.get("ROS_PACKAGE_PATH", ""), repr(sorted((convert or {}).items()))]
+    key = hashlib.sha256("\0".join(named).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "rlcore-urdf" / key
     target = folder / urdf.name
     if target.is_file():
         return target
+    meshes = {m.group(2): resolve_mesh(m.group(2), urdf) for m in MESH_FILENAME.finditer(text)}
 
     def absolute(match: re.Match) -> str:
         path = meshes[match.group(2)]
