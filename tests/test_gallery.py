@@ -16,7 +16,7 @@ import torch
 
 from tests.helpers import ROOT, child_env
 
-pytest.importorskip("mujoco")
+pytest.importorskip("rlcore.robots.mujoco_arm")  # not bare mujoco: this sets headless GL first
 pytest.importorskip("pybullet")
 pytest.importorskip("trimesh")
 
