@@ -164,7 +164,7 @@ class TrainConfig(Section):
     # a name in rlcore.algos.registry: rlcore (on-device PPO) | sb3 (SB3 PPO) | sb3_sac | sb3_dqn
     # (SB3 off-policy); the SB3 algorithms train on the physics engine's envs
     algo: str = "rlcore"
-    total_steps: int = Field(4_505_600, ge=1)  # about 90 s on a 2-core CPU (twin, 1,100 updates of 256 x 16)
+    total_steps: int = Field(4_505_600, ge=1)  # 1,100 updates of 256 x 16: 90 s to 4 min on 2-core CPUs
     n_envs: int | None = Field(None, ge=1, le=1 << 22)  # None: the hardware stage's choice
     n_steps: int = Field(16, ge=1, le=100_000)  # rollout length per env
     epochs: int = Field(5, ge=1, le=100)
