@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlcore.config.workcell import Workcell, resolve
+
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the schema."""
@@ -61,6 +63,7 @@ class RewardConfig(Section):
     fine: float = Field(1.0, ge=0.0)  # +w * (1 - tanh(d / fine_sigma)): the millimetre scale
     fine_sigma: float = Field(0.002, gt=0.0)
     action_rate: float = Field(0.01, ge=0.0)  # -w * |a - a_prev|^2 / dof
+    collision: float = Field(20.0, ge=0.0)  # - w once, on the step the arm touches an obstacle (it ends the episode)
 
 
 class CurriculumConfig(Section):
@@ -87,6 +90,19 @@ class EnvConfig(Section):
     eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
     reward: RewardConfig = RewardConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
+    # obstacles (rlcore.config.workcell): None = free space | a preset name | a YAML file | a list
+    workcell: str | list[dict[str, Any]] | None = None
+
+    @field_validator("workcell")
+    @classmethod
+    def _workcell_resolves(cls, value: object) -> object:
+        resolve(value)  # WorkcellError (a ValueError): one line naming the preset, file or obstacle
+        return value
+
+    @property
+    def cell(self) -> Workcell:
+        """The resolved workcell (FREE without obstacles)."""
+        return resolve(self.workcell)
 
     @field_validator("backend", mode="before")
     @classmethod

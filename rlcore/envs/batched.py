@@ -3,9 +3,11 @@
 Same observation layout, action meaning, velocity limits, reward, success test, episode length
 and targets as `rlcore.envs.bullet.ReachEnv`. Joint motion is kinematic: each substep replays
 PyBullet's position-motor law v = clamp(kp (q_cmd - q) / dt_sub, +-vmax), q += v dt_sub, with the
-same per-substep gain kp as the PyBullet env (see `substep_gain`); gravity and contact are not
-modelled. Episodes have a fixed length and never terminate early, so all envs start and end
-together: the step counter lives on the host, and a step needs no device-to-host transfer.
+same per-substep gain kp as the PyBullet env (see `substep_gain`); gravity and contact forces are not
+modelled. In free space episodes have a fixed length and never terminate early, so all envs start
+and end together: the step counter lives on the host, and a step needs no device-to-host
+transfer. In a workcell (`env.workcell`) the arm's points are checked against the obstacles every
+step (rlcore.robots.collision) and an env that touches one ends its episode alone.
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ class BatchedReachEnv:
         self._all = torch.ones(n, dtype=torch.bool, device=self.device)
         self._none = torch.zeros(n, dtype=torch.bool, device=self.device)
         self._advance = self._physics  # compile() may swap in a compiled copy
+        # a workcell: touching an obstacle ends that env's episode alone (per-env step counters)
+        self.collision = None
+        if env.cell:
+            from rlcore.robots.collision import ArmCollision
+
+            self.collision = ArmCollision(self.chain, env.cell, self.device)
+            self.t_env = torch.zeros(n, dtype=torch.long, device=self.device)
 
     # -- API shared with the PyBullet adapter (rlcore.envs.vec.PhysicsVecEnv) -------------------
     def set_level(self, level: int) -> None:
@@ -99,11 +108,15 @@ class BatchedReachEnv:
         self.target = self._sample_targets(self.num_envs) if targets is None else targets.to(self.device)
         self.episode_return = torch.zeros_like(self.episode_return)
         self.t = 0
+        if self.collision is not None:
+            self.t_env = torch.zeros_like(self.t_env)
         self.obs = self._observe()[0]
         return self.obs
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Advance every env one control step; envs whose episode ended are reset."""
+        if self.collision is not None:
+            return self._step_in_workcell(actions)
         a, self.q, self.qd, self.q_cmd, obs, distance, reward = self._advance(
             actions, self.q, self.q_cmd, self.prev_action, self.target
         )
@@ -117,6 +130,43 @@ class BatchedReachEnv:
         returns = self.episode_return
         self.reset()
         return StepResult(self.obs, reward, self._all, obs, success, distance, returns, True)
+
+    def _step_in_workcell(self, actions: torch.Tensor) -> StepResult:
+        """`step` with obstacles: an env whose arm touches one ends its episode there (terminated,
+        `env.reward.collision` off its reward) and starts the next alone; the others run on to the
+        time limit. Knowing whether any ended takes one device-to-host read per step."""
+        a, self.q, self.qd, self.q_cmd, obs, distance, reward = self._advance(
+            actions, self.q, self.q_cmd, self.prev_action, self.target
+        )
+        contact = self.collision.contact(self.q)
+        reward = reward - self.cfg.reward.collision * contact.float()
+        self.prev_action = a
+        self.episode_return = self.episode_return + reward
+        self.t_env = self.t_env + 1
+        self.t += 1
+        done = contact | (self.t_env >= self.cfg.episode_steps)
+        success = done & ~contact & (distance < self.cfg.success_radius)
+        returns = self.episode_return
+        any_done = bool(done.any())
+        if any_done:
+            self._restart(done)
+        else:
+            self.obs = obs
+        return StepResult(self.obs, reward, done, obs, success, distance, returns, any_done, contact)
+
+    def _restart(self, ended: torch.Tensor) -> None:
+        """New episodes in the envs where `ended` (sampled start states and targets)."""
+        keep = ~ended.unsqueeze(-1)
+        noise = self.cfg.reset_noise * (2 * self._rand(self.num_envs, self.dof) - 1)
+        start = torch.minimum(torch.maximum(self.home + noise, self.lower), self.upper)
+        self.q = torch.where(keep, self.q, start)
+        self.q_cmd = torch.where(keep, self.q_cmd, start)
+        self.qd = torch.where(keep, self.qd, torch.zeros_like(self.qd))
+        self.prev_action = torch.where(keep, self.prev_action, torch.zeros_like(self.prev_action))
+        self.target = torch.where(keep, self.target, self._sample_targets(self.num_envs))
+        self.episode_return = torch.where(ended, torch.zeros_like(self.episode_return), self.episode_return)
+        self.t_env = torch.where(ended, torch.zeros_like(self.t_env), self.t_env)
+        self.obs = self._observe()[0]
 
     def compile(self, setting: str) -> str:
         """Compile the physics step per `train.compile` (rlcore.runtime.compiling); returns what happened."""
@@ -155,6 +205,8 @@ class BatchedReachEnv:
         """Everything a resumed run needs to continue these episodes exactly: joint state,
         commands, targets, returns, step counter, level and the env's RNG state."""
         state: dict[str, Any] = {k: getattr(self, k).cpu() for k in self.STATE}
+        if self.collision is not None:
+            state["t_env"] = self.t_env.cpu()
         state.update(t=self.t, level=self.level)
         state["rng"] = self.generator.get_state().cpu() if self.generator is not None else None
         return state
@@ -163,6 +215,8 @@ class BatchedReachEnv:
         for k in self.STATE:
             setattr(self, k, state[k].to(self.device))
         self.t, self.level = int(state["t"]), int(state["level"])
+        if self.collision is not None:
+            self.t_env = state["t_env"].to(self.device)
         if self.generator is not None and state.get("rng") is not None:
             self.generator.set_state(state["rng"].cpu())
 

@@ -23,6 +23,7 @@ class ReachEnv(ArmReachEnv):
 
     def _load_arm(self, gui: bool) -> BulletArm:
         arm = BulletArm(chain_of(self.robot), gui=gui)
+        arm.add_obstacles(self.cell)
         self.client = arm.client
         self.client.setGravity(0, 0, -9.81)
         self.client.setPhysicsEngineParameter(

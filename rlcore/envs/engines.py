@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from rlcore.config.schema import ConfigError, Params, RobotConfig
+from rlcore.config.workcell import FREE, Workcell
 from rlcore.envs.reach import ArmReachEnv
 from rlcore.envs.targets import TargetCache
 from rlcore.robots.chain import chain_of
@@ -60,16 +61,18 @@ def engine_of(params: Any) -> str:
     return resolve(params.env.physics)[0]
 
 
-def make_arm(robot: RobotConfig, physics: str, self_collision: bool = False) -> Any:
+def make_arm(robot: RobotConfig, physics: str, self_collision: bool = False, cell: Workcell = FREE) -> Any:
     """The `robot` in the engine `physics` (env.physics) resolves to here (BulletArm or MujocoArm),
-    for FK and collision checks."""
+    for FK and collision checks, with the obstacles of `cell`."""
     if resolve(physics)[0] == "mujoco":
         from rlcore.robots.mujoco_arm import MujocoArm
 
-        return MujocoArm(chain_of(robot), self_collision=self_collision)
+        return MujocoArm(chain_of(robot), self_collision=self_collision, cell=cell)
     from rlcore.robots.arm import BulletArm
 
-    return BulletArm(chain_of(robot), self_collision=self_collision)
+    arm = BulletArm(chain_of(robot), self_collision=self_collision)
+    arm.add_obstacles(cell)
+    return arm
 
 
 def reach_env_class(params: Params) -> type[ArmReachEnv]:

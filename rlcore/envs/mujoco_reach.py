@@ -35,7 +35,7 @@ class MujocoReachEnv(ArmReachEnv):
         robot = self.robot
         scenery = self.render_mode == "rgb_array" or gui
         radius = max(self.cfg.success_radius, 0.025)
-        arm = MujocoArm(chain_of(robot), actuated=True, scenery=scenery, target_radius=radius)
+        arm = MujocoArm(chain_of(robot), actuated=True, scenery=scenery, target_radius=radius, cell=self.cell)
         dt_sub = self.dt / self.substeps
         arm.servo_gains(dt_sub)
         arm.model.opt.iterations = self.physics.solver_iterations

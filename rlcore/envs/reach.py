@@ -16,7 +16,9 @@ position control tracks with the velocity limit enforced.
 Reward: -w_d d + w_p (1 - tanh(d / sigma)) + w_f (1 - tanh(d / sigma_f)) - w_a |a - a_prev|^2 / dof,
 d = |target - flange|.
 Episodes last `env.episode_steps` steps and never end on success (the arm must hold the target);
-`info["is_success"]` is d < `env.success_radius`, and counts at the last step.
+`info["is_success"]` is d < `env.success_radius`, and counts at the last step. In a workcell
+(`env.workcell`), touching an obstacle ends the episode (terminated) as a failure, with
+`env.reward.collision` taken off that step's reward and `info["collision"]` True.
 
 An engine's env subclasses `ArmReachEnv` and supplies `_load_arm` (the robot in the engine, with
 set_joints, ee_position, chain and limits, and the engine's physics settings), `command`,
@@ -63,6 +65,7 @@ class ArmReachEnv(gym.Env):
         self.dt = 1.0 / self.cfg.control_hz
         self.substeps = self.physics.sim_hz // self.cfg.control_hz
         self.gain = substep_gain(self.cfg.tracking, self.substeps)
+        self.cell = self.cfg.cell  # obstacles (rlcore.config.workcell): touching one ends the episode
         self.arm = arm = self._load_arm(gui)
         dof = arm.chain.dof
         self.dof = dof
@@ -130,8 +133,13 @@ class ArmReachEnv(gym.Env):
         reward = reach_reward(distance, delta_sq, self.cfg, self.dof)
         self.steps += 1
         truncated = self.steps >= self.cfg.episode_steps
-        info = {"distance": distance, "is_success": distance < self.cfg.success_radius}
-        return obs, reward, False, truncated, info
+        collided = bool(self.cell) and self.arm.touches_obstacle()
+        if collided:
+            reward -= self.cfg.reward.collision
+        info = {"distance": distance, "is_success": not collided and distance < self.cfg.success_radius}
+        if self.cell:
+            info["collision"] = collided
+        return obs, reward, collided, truncated, info
 
     def close(self) -> None:
         self.arm.close()

@@ -51,6 +51,7 @@ def _arrays(buffers: dict[str, Any], n_envs: int, obs_dim: int, act_dim: int) ->
         "distance": (n_envs,),
         "dones": (n_envs,),
         "success": (n_envs,),
+        "terminated": (n_envs,),
         "command": (3,),  # command, its argument (a seed or a level), spare
         "status": (None,),
     }
@@ -100,7 +101,7 @@ def _worker(
             if command == STEP:
                 obs, _, _, _, info = chunk.step(views["actions"][lo:hi])
                 views["obs"][lo:hi] = obs
-                for key in ("final_obs", "rewards", "distance", "dones", "success"):
+                for key in ("final_obs", "rewards", "distance", "dones", "success", "terminated"):
                     views[key][lo:hi] = info[key]
             elif command == RESET:
                 views["obs"][lo:hi] = chunk.reset(seed=argument)[0]
@@ -142,6 +143,7 @@ class SharedMemoryVecEnv:
         preload_for_forkserver(method, ["rlcore.envs.vec", __name__])
         ctx = mp.get_context(method)
         self.note = f"shared memory ({self.workers} workers, {method})"
+        self.workcell = bool(params.env.cell)
         dims = (n_envs, self.obs_dim, self.act_dim)
         f, b = ctypes.c_float, ctypes.c_bool
         self._buffers = {
@@ -152,6 +154,7 @@ class SharedMemoryVecEnv:
             "distance": ctx.RawArray(f, n_envs),
             "dones": ctx.RawArray(b, n_envs),
             "success": ctx.RawArray(b, n_envs),
+            "terminated": ctx.RawArray(b, n_envs),
             "command": ctx.RawArray(ctypes.c_int64, 3),
             "status": ctx.RawArray(ctypes.c_int64, self.workers),
         }
@@ -213,7 +216,8 @@ class SharedMemoryVecEnv:
         self._returns[v["dones"]] = 0
         arrays = (v["obs"], v["rewards"], v["dones"], v["final_obs"], v["success"], v["distance"])
         tensors = [torch.from_numpy(a.copy()).to(self.device) for a in arrays]
-        return StepResult(*tensors, torch.from_numpy(returns).to(self.device), bool(v["dones"].any()))
+        terminated = torch.from_numpy(v["terminated"].copy()).to(self.device) if self.workcell else None
+        return StepResult(*tensors, torch.from_numpy(returns).to(self.device), bool(v["dones"].any()), terminated)
 
     def close(self) -> None:
         if self._closed:
@@ -254,6 +258,7 @@ def make_physics_vec_env(
                 raise
             log.warning("shared-memory env workers could not start (%s); running the envs in-process", err)
             venv, _ = make_chunked_vec_env(params, targets, n_envs, "dummy", mode, seed)
-            return PhysicsVecEnv(venv, device, f"dummy (workers failed: {str(err).splitlines()[0]})")
+            why = f"dummy (workers failed: {str(err).splitlines()[0]})"
+            return PhysicsVecEnv(venv, device, why, workcell=bool(params.env.cell))
     venv, note = make_chunked_vec_env(params, targets, n_envs, kind=kind, mode=mode, seed=seed, workers=workers)
-    return PhysicsVecEnv(venv, device, note)
+    return PhysicsVecEnv(venv, device, note, workcell=bool(params.env.cell))

@@ -1,5 +1,6 @@
 """Building the reachable-target cache in the engine of `env.physics`: random joint
-configurations inside the limits, filtered (floor, J1 axis, workcell azimuth, self-contact), then
+configurations inside the limits, filtered (floor, J1 axis, workcell azimuth, self-contact, the
+obstacles of `env.workcell`), then
 binned into difficulty levels (rlcore.envs.targets has the rules and the file format)."""
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from rlcore.robots.chain import home_pose
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
     """Sample, check and bin `targets.n` reachable targets (FK and self-contact checks in the
     engine of `env.physics`; the engine is recorded in the metadata, `collision_engine`)."""
-    cfg = params.targets
-    arm = make_arm(params.robot, params.env.physics, self_collision=True)
+    cfg, cell = params.targets, params.env.cell
+    arm = make_arm(params.robot, params.env.physics, self_collision=True, cell=cell)
     rng = np.random.default_rng(cfg.seed)
     home = home_pose(params.robot, arm.chain)
     arm.set_joints(home)
     home_pos = arm.ee_position(fk=True)
+    if cell and arm.touches_obstacle():
+        arm.close()
+        raise TargetCacheError(
+            f"the arm at its home pose touches an obstacle of env.workcell = {cell.name}: "
+            "move the obstacle or robot.home"
+        )
     _check_feasible(arm, params)
     bar = None
     if progress:
@@ -30,7 +37,7 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
 
         bar = tqdm(total=cfg.n, desc="targets", unit="target")
     try:
-        joints, positions, tries = _sample(arm, params, home, rng, bar)
+        joints, positions, tries, blocked = _sample(arm, params, home, rng, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -43,6 +50,10 @@ def build_cache(params: Params, progress: bool = False) -> TargetCache:
     split_rng = np.random.default_rng(cfg.seed + 1)
     heldout[split_rng.permutation(cfg.n)[: int(round(cfg.heldout_fraction * cfg.n))]] = True
     meta = cache_key(params) | {"acceptance": cfg.n / tries, "collision_engine": engine_of(params)}
+    if cell:  # the targets the obstacles took, by the level they would have had
+        lost = np.linalg.norm(np.array(blocked, dtype=np.float32).reshape(-1, 3) - home_pos, axis=1)
+        lost_level = np.searchsorted(edges, lost, side="right")
+        meta["dropped_by_obstacles"] = np.bincount(lost_level, minlength=cfg.levels).tolist()
     return TargetCache(
         positions=positions_arr,
         joints=np.array(joints, dtype=np.float32),
@@ -88,14 +99,35 @@ def check_episode_length(joints: np.ndarray, arm: Any, home: np.ndarray, params:
 
 def _sample(
     arm: Any, params: Params, home: np.ndarray, rng: np.random.Generator, bar: Any
-) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """Random configurations inside the limits until `targets.n` pass the workspace and
-    self-contact checks: (joints, flange positions, configurations tried)."""
-    cfg = params.targets
+) -> tuple[list[np.ndarray], list[np.ndarray], int, list[np.ndarray]]:
+    """Random configurations inside the limits until `targets.n` pass the workspace, self-contact
+    and obstacle checks: (joints, flange positions, configurations tried, flange positions of the
+    configurations only an obstacle ruled out). A configuration is clear of the workcell when
+    neither the engine nor the twin's collision model (rlcore.robots.collision, checked in
+    batches) finds a contact, so training never asks for a target the twin cannot reach."""
+    cfg, cell = params.targets, params.env.cell
     joints: list[np.ndarray] = []
     positions: list[np.ndarray] = []
+    blocked: list[np.ndarray] = []
+    twin = None
+    if cell:
+        from rlcore.robots.collision import ArmCollision
+
+        twin = ArmCollision(arm.chain, cell)
+    checked = 0  # configurations the twin has passed
     tries = 0
-    while len(positions) < cfg.n:
+    while len(positions) < cfg.n or (twin is not None and checked < len(positions)):
+        if twin is not None and (len(positions) == cfg.n or len(positions) - checked >= 1000):
+            import torch
+
+            hits = twin.contact(torch.tensor(np.array(joints[checked:]), dtype=torch.float32)).numpy()
+            for k in sorted(np.flatnonzero(hits) + checked, reverse=True):
+                blocked.append(positions.pop(k))
+                joints.pop(k)
+            if bar is not None and hits.any():
+                bar.update(-int(hits.sum()))
+            checked = len(positions)
+            continue
         tries += 1
         if tries > 50 * cfg.n:
             raise TargetCacheError(
@@ -108,13 +140,16 @@ def _sample(
         pos = arm.ee_position(fk=True)
         if not _in_workspace(pos, params) or arm.in_self_collision():
             continue
+        if cell and arm.touches_obstacle():
+            blocked.append(pos)
+            continue
         joints.append(q)
         positions.append(pos)
         if len(joints) == min(cfg.n, FEASIBILITY_SAMPLE):
             check_episode_length(np.array(joints), arm, home, params)
         if bar is not None:
             bar.update(1)
-    return joints, positions, tries
+    return joints, positions, tries, blocked
 
 
 def _in_workspace(pos: np.ndarray, params: Params) -> bool:

@@ -33,12 +33,14 @@ class TargetCacheError(RuntimeError):
 def cache_key(params: Params) -> dict[str, Any]:
     """What a cache depends on: the robot file's content and the robot/targets params."""
     chain = read_chain(params.robot.urdf, params.robot.ee_link)
-    return {
+    key = {
         "format_version": FORMAT_VERSION,
         "urdf_sha256": chain.sha256,
         "robot": params.robot.model_dump(),
         "targets": params.targets.model_dump(exclude={"path"}),
     }
+    cell = params.env.cell
+    return key | {"workcell": cell.id} if cell else key
 
 
 @dataclass
@@ -130,6 +132,7 @@ class TargetCache:
             raise TargetCacheError(f"target cache {path} is unreadable ({err}): {REBUILD_HINT}") from None
         if params is not None:
             expected = cache_key(params)
+            expected.setdefault("workcell", None)  # a free-space run needs a free-space cache
             for key, want in expected.items():
                 if meta.get(key) != want:
                     raise TargetCacheError(
@@ -148,6 +151,9 @@ def summary(cache: TargetCache) -> str:
             f"{lvl:>5} {int((in_level & ~cache.heldout).sum()):>7} "
             f"{int((in_level & cache.heldout).sum()):>7} {edges[lvl]:>11.3f} .. {edges[lvl + 1]:<9.3f}"
         )
+    dropped = cache.meta.get("dropped_by_obstacles")
+    if dropped:
+        lines.append(f"dropped in the workcell's obstacles, by level: {', '.join(map(str, dropped))}")
     lo, hi = cache.positions.min(0), cache.positions.max(0)
     lines.append(
         f"workspace x [{lo[0]:.3f}, {hi[0]:.3f}]  y [{lo[1]:.3f}, {hi[1]:.3f}]  z [{lo[2]:.3f}, {hi[2]:.3f}] m"

@@ -52,9 +52,10 @@ def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, 
 class StepResult(NamedTuple):
     """One step of n envs, as tensors on the env device.
 
-    The reach task has no terminal states: `done` marks episodes that hit the time limit, whose
-    value the trainer bootstraps from `final_obs` (the last observation before the auto-reset;
-    equal to `obs` where not done). `success`, `distance` and `episode_return` are meaningful
+    `done` marks episodes that ended: at the time limit, whose value the trainer bootstraps from
+    `final_obs` (the last observation before the auto-reset; equal to `obs` where not done), or,
+    in a workcell, on touching an obstacle: `terminated` (None in free space, where no episode
+    terminates), not bootstrapped. `success`, `distance` and `episode_return` are meaningful
     where `done`.
     """
 
@@ -66,6 +67,7 @@ class StepResult(NamedTuple):
     distance: torch.Tensor
     episode_return: torch.Tensor
     any_done: bool  # known on the host without a device sync
+    terminated: torch.Tensor | None = None  # ended on an obstacle (workcell only)
 
 
 FRAMED_REACH = 1.16  # m: the bundled FANUC's chain length, which the fallback framing was set on

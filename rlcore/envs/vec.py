@@ -130,15 +130,16 @@ class ChunkEnv(gym.Env):
         obs = np.empty(self.observation_space.shape, dtype=np.float32)
         final = np.empty_like(obs)
         rewards, distance = np.empty(k, np.float32), np.empty(k, np.float32)
-        done, success = np.zeros(k, bool), np.zeros(k, bool)
+        done, success, ended = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, bool)
         for i, env in enumerate(self.envs):
             o, r, terminated, truncated, info = env.step(actions[i])
-            rewards[i], distance[i], final[i] = r, info["distance"], o
+            rewards[i], distance[i], final[i], ended[i] = r, info["distance"], o, terminated
             if terminated or truncated:
                 done[i], success[i] = True, info["is_success"]
                 o, _ = env.reset()
             obs[i] = o
         info = {"rewards": rewards, "dones": done, "final_obs": final, "success": success, "distance": distance}
+        info["terminated"] = ended
         return obs, float(rewards.sum()), False, False, info
 
     def set_level(self, level: int) -> None:
@@ -180,7 +181,7 @@ class PhysicsVecEnv:
     """PyBullet envs behind the same tensor API as BatchedReachEnv: one batched transfer each
     way per step (actions to the host, observations and rewards back to the device)."""
 
-    def __init__(self, venv: VecEnv, device: torch.device, note: str = "") -> None:
+    def __init__(self, venv: VecEnv, device: torch.device, note: str = "", workcell: bool = False) -> None:
         self.venv = venv
         self.device = device
         self.note = note
@@ -190,6 +191,7 @@ class PhysicsVecEnv:
         self.obs_dim = chunk[1]
         self.act_dim = venv.action_space.shape[1]
         self._returns = np.zeros(self.num_envs, dtype=np.float32)
+        self.workcell = workcell
 
     def set_level(self, level: int) -> None:
         self.venv.env_method("set_level", int(level))
@@ -203,7 +205,7 @@ class PhysicsVecEnv:
         obs, _, _, infos = self.venv.step(a)
         cat = {
             k: np.concatenate([info[k] for info in infos])
-            for k in ("rewards", "dones", "final_obs", "success", "distance")
+            for k in ("rewards", "dones", "final_obs", "success", "distance", "terminated")
         }
         self._returns += cat["rewards"]
         returns = self._returns.copy()
@@ -217,7 +219,8 @@ class PhysicsVecEnv:
             cat["distance"],
             returns,
         )
-        return StepResult(*(torch.as_tensor(a, device=self.device) for a in arrays), bool(cat["dones"].any()))
+        tensors = [torch.as_tensor(a, device=self.device) for a in (*arrays, cat["terminated"])]
+        return StepResult(*tensors[:-1], bool(cat["dones"].any()), tensors[-1] if self.workcell else None)
 
     def close(self) -> None:
         self.venv.close()

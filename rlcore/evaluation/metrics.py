@@ -6,7 +6,9 @@ from which it stayed within r to the end (settle); the mean action change per st
 peak joint speed as a fraction of its limit; the smallest joint-limit margin as a fraction of the
 joint's range; the flange's path length over the straight line from its start to the target.
 
-Over episodes (`summarise`): every rate with its 95% Wilson interval, final-distance percentiles,
+In a workcell an episode that touches an obstacle ends there as a failure (`collision` 1): its
+rates count it as outside every radius. Over episodes (`summarise`): every rate with its 95%
+Wilson interval (the collision rate among them in a workcell), final-distance percentiles,
 median steps, and the motion figures, under a prefix ("" for the policy, "reference_" for the
 reference controller).
 """
@@ -56,17 +58,26 @@ def settled_within(distance: np.ndarray, radius: float) -> int | None:
 
 
 def episode_metrics(
-    traj: Trajectory, radii: list[float], lower: np.ndarray, upper: np.ndarray, vmax: np.ndarray
+    traj: Trajectory,
+    radii: list[float],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    vmax: np.ndarray,
+    collision: bool | None = None,
 ) -> dict[str, Any]:
-    """One episode's row of figures (see the module docstring); steps never reached are ""."""
+    """One episode's row of figures (see the module docstring); steps never reached are "". In a
+    workcell, `collision` says whether it ended on an obstacle: then it is within no radius and
+    settles nowhere, its final distance the one where it stopped."""
     d = np.asarray(traj.distance, dtype=np.float64)
     row: dict[str, Any] = {"final_distance_mm": float(d[-1] * 1000)}
+    if collision is not None:
+        row["collision"] = int(collision)
     for r in radii:
         name = radius_name(r)
         reach, settle = first_within(d, r), settled_within(d, r)
-        row[f"within_{name}"] = int(d[-1] < r)
+        row[f"within_{name}"] = int(d[-1] < r and not collision)
         row[f"reach_{name}"] = "" if reach is None else reach
-        row[f"settle_{name}"] = "" if settle is None else settle
+        row[f"settle_{name}"] = "" if settle is None or collision else settle
     actions = np.asarray(traj.action, dtype=np.float64)
     row["action_change"] = float(np.abs(np.diff(actions, axis=0)).mean()) if len(actions) > 1 else 0.0
     row["peak_speed_fraction"] = float((np.abs(traj.qd) / vmax).max())
@@ -89,12 +100,15 @@ def summarise(
     """eval.json's figures for one controller's episodes (rows of `episode_metrics` with "level");
     every rate comes with its 95% Wilson interval (`_ci_low`, `_ci_high`)."""
     dist = np.array([r["final_distance_mm"] for r in rows])
+    clear = np.array([not r.get("collision", 0) for r in rows], dtype=bool)
     success_mm = success_radius * 1000
     out: dict[str, Any] = {
         "episodes": len(rows),
-        **rate_with_interval(dist < success_mm, "success_rate"),
-        **rate_with_interval(dist < SUCCESS_5CM * 1000, "success_rate_5cm"),
+        **rate_with_interval((dist < success_mm) & clear, "success_rate"),
+        **rate_with_interval((dist < SUCCESS_5CM * 1000) & clear, "success_rate_5cm"),
     }
+    if rows and "collision" in rows[0]:  # a workcell: episodes that ended on an obstacle
+        out.update(rate_with_interval(~clear, "collision_rate"))
     for r in radii:
         name = radius_name(r)
         out.update(rate_with_interval([row[f"within_{name}"] for row in rows], f"within_{name}"))
@@ -120,6 +134,9 @@ def summarise(
     for level in range(n_levels):
         at_level = [row for row in rows if row["level"] == level]
         out.update(
-            rate_with_interval([r["final_distance_mm"] < success_mm for r in at_level], f"success_rate_level{level}")
+            rate_with_interval(
+                [r["final_distance_mm"] < success_mm and not r.get("collision", 0) for r in at_level],
+                f"success_rate_level{level}",
+            )
         )
     return {f"{prefix}{k}": v for k, v in out.items()}

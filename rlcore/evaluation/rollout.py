@@ -86,15 +86,20 @@ def run_episodes(
         distance, actions = np.empty(steps), np.empty((steps, dof), np.float32)
         q, qd, flange = np.empty((steps, dof)), np.empty((steps, dof)), np.empty((steps + 1, 3))
         flange[0] = obs[2 * dof : 2 * dof + 3]
+        end, collided = steps, False
         for t in range(steps):
             action = np.clip(runner.act(env, obs), -1.0, 1.0)
-            obs, _, _, _, info = env.step(action)
+            obs, _, collided, _, info = env.step(action)
             distance[t], actions[t] = info["distance"], action
             q[t], qd[t] = obs[:dof] * half + mid, obs[dof : 2 * dof] * arm.vmax
             flange[t + 1] = obs[2 * dof : 2 * dof + 3]
-        traj = Trajectory(distance, actions, q, qd, flange, env.target.copy())
+            if collided:  # a workcell's obstacle: the episode ends here, a failure
+                end = t + 1
+                break
+        traj = Trajectory(distance[:end], actions[:end], q[:end], qd[:end], flange[: end + 1], env.target.copy())
         row = {"episode": i, "target": int(idx), "level": int(targets.level[idx])}
-        row.update(episode_metrics(traj, params.eval.radii, arm.lower, arm.upper, arm.vmax))
+        contact = collided if env.cell else None
+        row.update(episode_metrics(traj, params.eval.radii, arm.lower, arm.upper, arm.vmax, contact))
         rows.append(row)
     return rows
 

@@ -101,6 +101,7 @@ def evaluate_controller(
         dist, actions = np.empty(steps), np.empty((steps, env.dof))
         qs, qds, flange = np.empty((steps, env.dof)), np.empty((steps, env.dof)), np.empty((steps + 1, 3))
         flange[0] = arm.ee_position(fk=True)
+        end, collided = steps, False
         for t in range(steps):
             command = controller.step(q, qd, env.target)
             actions[t] = (command - q_cmd) / (arm.vmax / params.env.control_hz)  # the applied action
@@ -109,9 +110,14 @@ def evaluate_controller(
             q, qd = env.arm.joint_state()
             flange[t + 1] = arm.ee_position(fk=True)
             dist[t], qs[t], qds[t] = np.linalg.norm(env.target - flange[t + 1]), q, qd
-        traj = Trajectory(dist, actions, qs, qds, flange, env.target.copy())
+            collided = bool(env.cell) and env.arm.touches_obstacle()
+            if collided:  # a workcell's obstacle: the episode ends here, a failure
+                end = t + 1
+                break
+        traj = Trajectory(dist[:end], actions[:end], qs[:end], qds[:end], flange[: end + 1], env.target.copy())
         row = {"episode": i, "target": int(idx), "level": int(targets.level[idx])}
-        rows.append({**row, **episode_metrics(traj, params.eval.radii, arm.lower, arm.upper, arm.vmax)})
+        contact = collided if env.cell else None
+        rows.append({**row, **episode_metrics(traj, params.eval.radii, arm.lower, arm.upper, arm.vmax, contact)})
     env.close()
     return summarise(rows, params.eval.radii, params.env.success_radius, targets.n_levels), rows
 
@@ -211,20 +217,25 @@ def evaluate_batched(
     env.set_level(targets.n_levels - 1)
     obs = env.reset(every)
     policy = policy.to(device)
+    ended = torch.zeros(n, dtype=torch.bool, device=env.device)  # each env's first episode counts
+    collided, final = torch.zeros_like(ended), torch.zeros(n, device=env.device)
     with torch.no_grad():
         for _ in range(params.env.episode_steps):
             res = env.step(policy(obs))
             obs = res.obs
-    d = res.distance.cpu().numpy()
+            first = res.done & ~ended
+            final = torch.where(first, res.distance, final)
+            if res.terminated is not None:
+                collided = collided | (first & res.terminated)
+            ended = ended | res.done
+    d, clear = final.cpu().numpy(), ~collided.cpu().numpy()
+    radii = sorted({*params.eval.radii, *([radius] if radius else [])})
     return {
         "episodes": n,
-        **rate_with_interval(d < params.env.success_radius, "success_rate"),
-        **rate_with_interval(d < SUCCESS_5CM, "success_rate_5cm"),
-        **{
-            k: v
-            for r in sorted({*params.eval.radii, *([radius] if radius else [])})
-            for k, v in rate_with_interval(d < r, f"within_{radius_name(r)}").items()
-        },
+        **rate_with_interval((d < params.env.success_radius) & clear, "success_rate"),
+        **rate_with_interval((d < SUCCESS_5CM) & clear, "success_rate_5cm"),
+        **(rate_with_interval(~clear, "collision_rate") if env.collision is not None else {}),
+        **{k: v for r in radii for k, v in rate_with_interval((d < r) & clear, f"within_{radius_name(r)}").items()},
         "final_distance_mm_median": float(np.median(d) * 1000),
         "final_distance_mm_p90": float(np.percentile(d, 90) * 1000),
         "final_distance_mm_p99": float(np.percentile(d, 99) * 1000),

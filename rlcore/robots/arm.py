@@ -6,8 +6,13 @@ import numpy as np
 import pybullet as p
 from pybullet_utils.bullet_client import BulletClient
 
+from rlcore.config.workcell import Workcell
 from rlcore.robots.chain import Chain, default_home, limit_arrays, read_chain
 from rlcore.robots.meshes import engine_copy
+
+GREY = (0.55, 0.57, 0.6, 1.0)  # obstacles as drawn
+# PyBullet's capsules lie along z: the turn (quaternion x, y, z, w) that lays one along x or y
+CAPSULE_TURN = {"x": (0.0, 0.7071068, 0.0, 0.7071068), "y": (0.7071068, 0.0, 0.0, 0.7071068), "z": (0, 0, 0, 1)}
 
 
 class BulletArm:
@@ -41,6 +46,7 @@ class BulletArm:
             )
         self.lower, self.upper, self.vmax, self.effort = limit_arrays(self.chain)
         self.touching_at_rest: list[tuple[int, int]] = []
+        self.obstacle_ids: list[int] = []
         if self_collision:
             self._ignore_contacts_at_rest()
 
@@ -80,6 +86,43 @@ class BulletArm:
         """True if non-adjacent links touch (needs self_collision=True at load)."""
         self.client.performCollisionDetection()
         return len(self.client.getContactPoints(self.robot, self.robot)) > 0
+
+    def add_obstacles(self, cell: Workcell) -> None:
+        """The workcell's obstacles as static bodies that collide and are drawn (grey)."""
+        c = self.client
+        for obstacle in cell.obstacles:
+            orientation = CAPSULE_TURN[obstacle.axis] if obstacle.shape == "capsule" else (0, 0, 0, 1)
+            if obstacle.shape == "box":
+                shape = {"shapeType": p.GEOM_BOX, "halfExtents": [s / 2 for s in obstacle.size]}
+            elif obstacle.shape == "sphere":
+                shape = {"shapeType": p.GEOM_SPHERE, "radius": obstacle.radius}
+            else:
+                shape = {"shapeType": p.GEOM_CAPSULE, "radius": obstacle.radius}
+            length = {"height": obstacle.length} if obstacle.shape == "capsule" else {}
+            collision = c.createCollisionShape(**shape, **length)
+            visual = c.createVisualShape(**shape, **({"length": obstacle.length} if length else {}), rgbaColor=GREY)
+            body = c.createMultiBody(
+                baseMass=0,
+                baseCollisionShapeIndex=collision,
+                baseVisualShapeIndex=visual,
+                basePosition=obstacle.position,
+                baseOrientation=orientation,
+            )
+            self.obstacle_ids.append(body)
+
+    def obstacle_distance(self, within: float = 0.1) -> float:
+        """The smallest signed distance (m) between the arm's moving links and an obstacle, at the
+        current joints (`within`: where it stops looking; inf beyond)."""
+        best = float("inf")
+        for body in self.obstacle_ids:
+            for point in self.client.getClosestPoints(self.robot, body, within):
+                if point[3] != -1:  # the base does not move: an obstacle on it is caught at load
+                    best = min(best, point[8])
+        return best
+
+    def touches_obstacle(self) -> bool:
+        """True if a moving link touches (or is inside) an obstacle."""
+        return self.obstacle_distance(0.0) < 0.0
 
     def close(self) -> None:
         try:

@@ -26,12 +26,15 @@ def headless_gl_default() -> None:
 headless_gl_default()
 import mujoco  # noqa: E402
 
+from rlcore.config.workcell import FREE, Workcell  # noqa: E402
 from rlcore.robots.chain import Chain, default_home, limit_arrays, read_chain  # noqa: E402
 from rlcore.robots.meshes import engine_copy  # noqa: E402
 
 UNREADABLE_MESHES = (".dae",)  # mesh formats MuJoCo cannot read: converted to STL
 
 EE_SITE = "rlcore_ee"
+OBSTACLE = "rlcore_obstacle_"  # the workcell's geoms: rlcore_obstacle_0, _1, ...
+GREY = (0.55, 0.57, 0.6, 1.0)
 TARGET_BODY = "rlcore_target"
 # The servo's gain as a multiple of the arm's inertia over a substep: with MuJoCo's implicit
 # integration a joint's velocity covers 1 - 1/(1 + SERVO_STIFFNESS) of the gap to the commanded
@@ -100,6 +103,26 @@ def arm_spec(chain: Chain, scenery: bool = False, target_radius: float = 0.025) 
     return spec
 
 
+def add_obstacles(spec: mujoco.MjSpec, cell: Workcell, self_collision: bool) -> None:
+    """The workcell's obstacles as static world geoms that touch the arm's geoms and nothing else
+    (the arm's own pairs stay off unless `self_collision`), drawn grey."""
+    if not self_collision:
+        for geom in spec.geoms:
+            geom.conaffinity = 0
+    for i, obstacle in enumerate(cell.obstacles):
+        geom = spec.worldbody.add_geom(name=f"{OBSTACLE}{i}", pos=list(obstacle.position), rgba=list(GREY))
+        geom.contype, geom.conaffinity = 0, 1
+        if obstacle.shape == "box":
+            geom.type, geom.size = mujoco.mjtGeom.mjGEOM_BOX, [s / 2 for s in obstacle.size]
+        elif obstacle.shape == "sphere":
+            geom.type, geom.size = mujoco.mjtGeom.mjGEOM_SPHERE, [obstacle.radius, 0, 0]
+        else:
+            geom.type, geom.size = mujoco.mjtGeom.mjGEOM_CAPSULE, [obstacle.radius, obstacle.length / 2, 0]
+            geom.quat = {"x": [0.7071068, 0, 0.7071068, 0], "y": [0.7071068, -0.7071068, 0, 0], "z": [1, 0, 0, 0]}[
+                obstacle.axis
+            ]
+
+
 def _full_inertia(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
     """The dense joint-space inertia matrix (mj_fullM's signature changed in MuJoCo 4)."""
     full = np.zeros((model.nv, model.nv))
@@ -125,6 +148,7 @@ class MujocoArm:
         actuated: bool = False,
         scenery: bool = False,
         target_radius: float = 0.025,
+        cell: Workcell = FREE,
     ) -> None:
         self.chain = read_chain(chain, ee_link) if isinstance(chain, str) else chain
         movable = self.chain.movable
@@ -147,10 +171,13 @@ class MujocoArm:
             self.touching_at_rest = self._contacts_at_rest(spec)
             for a, b in self.touching_at_rest:
                 spec.add_exclude(bodyname1=a, bodyname2=b)
+        if cell:
+            add_obstacles(spec, cell, self_collision)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
-        if not self_collision:
+        if not (self_collision or cell):
             self.model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
+        self.obstacle_geoms = {self.model.geom(f"{OBSTACLE}{i}").id for i in range(len(cell.obstacles))}
         self.qpos_ids = np.array([self.model.jnt_qposadr[self.model.joint(j.name).id] for j in movable])
         self.dof_ids = np.array([self.model.jnt_dofadr[self.model.joint(j.name).id] for j in movable])
         self.ee_site = self.model.site(EE_SITE).id
@@ -211,11 +238,33 @@ class MujocoArm:
         """World positions (L, 3) of the chain links' frames, after set_joints."""
         return self.data.xpos[self.link_ids].copy()
 
+    def _contacts(self, recompute: bool = True) -> list[tuple[int, int, float]]:
+        """(geom, geom, distance) of the current contacts (`recompute`: at the joints as they are)."""
+        if recompute:
+            mujoco.mj_kinematics(self.model, self.data)
+            mujoco.mj_collision(self.model, self.data)
+        return [(c.geom1, c.geom2, c.dist) for c in self.data.contact[: self.data.ncon]]
+
     def in_self_collision(self) -> bool:
         """True if non-adjacent links touch (needs self_collision=True at load)."""
-        mujoco.mj_kinematics(self.model, self.data)
-        mujoco.mj_collision(self.model, self.data)
-        return self.data.ncon > 0
+        obstacles = self.obstacle_geoms
+        return any(a not in obstacles and b not in obstacles for a, b, _ in self._contacts())
+
+    def obstacle_distance(self, within: float = 0.1) -> float:
+        """The smallest signed distance (m) between the arm and an obstacle at the current
+        joints (`within`: where it stops looking; inf beyond)."""
+        self.model.geom_margin[list(self.obstacle_geoms)] = within
+        try:
+            found = [d for a, b, d in self._contacts() if (a in self.obstacle_geoms) != (b in self.obstacle_geoms)]
+        finally:
+            self.model.geom_margin[list(self.obstacle_geoms)] = 0.0
+        return min([d for d in found if d <= within], default=float("inf"))
+
+    def touches_obstacle(self, recompute: bool = True) -> bool:
+        """True if the arm touches (or is inside) an obstacle; after a physics step the contacts
+        are already there (`recompute` False)."""
+        obstacles = self.obstacle_geoms
+        return any((a in obstacles) != (b in obstacles) and d < 0 for a, b, d in self._contacts(recompute))
 
     def close(self) -> None:
         """Nothing to release: MjModel/MjData free themselves."""

@@ -127,7 +127,8 @@ class Trainer:
                     reward, done = res.reward.to(device), res.done.to(device)
                     if res.any_done:  # time-limit ends: bootstrap from the value of the last obs
                         final_values = self.model.value(self._normalise(res.final_obs.to(device)))
-                        reward = reward + cfg.gamma * final_values * done
+                        limit = done if res.terminated is None else done & ~res.terminated.to(device)
+                        reward = reward + cfg.gamma * final_values * limit  # an obstacle's end: no future
                         ended_done[t] = done.float()
                         ended_success[t] = (res.success.to(device) & done).float()
                         ended_return[t] = res.episode_return.to(device) * done

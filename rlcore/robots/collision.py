@@ -1,0 +1,189 @@
+"""Arm-obstacle collision in torch, for the batched twin: the links as sets of surface points,
+the obstacles as signed distance functions.
+
+Each chain link's collision geometry from the URDF (boxes, cylinders, spheres, meshes) becomes its
+convex hull, as PyBullet and MuJoCo collide meshes, with its corners and points spread evenly over
+its faces, SPACING apart. The arm touches an obstacle when one of its points lies within MARGIN of
+it (or inside). Points miss a contact shallower than a few millimetres where an obstacle's edge or
+corner pokes between them; the verdicts agree with PyBullet's on at least 99% of random
+configurations near the obstacles (tests/test_workcell.py, docs/guide/workcell.md).
+
+Only elementwise ops, matmul and min/max reductions: it runs on CPU, CUDA, ROCm, MPS and DirectML.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcore.config.workcell import Workcell
+from rlcore.robots.chain import Chain, UrdfError, parse
+from rlcore.robots.kinematics import ForwardKinematics
+from rlcore.robots.meshes import resolve_mesh
+
+SPACING = 0.02  # m: the distance between neighbouring points on a link's hull
+MARGIN = 0.001  # m: a point this close to an obstacle counts as contact
+
+
+def _rpy(rpy: tuple[float, ...]) -> np.ndarray:
+    """URDF fixed-axis roll-pitch-yaw: R = Rz(yaw) Ry(pitch) Rx(roll)."""
+    r, p, y = rpy
+    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+
+
+def _shape_mesh(geometry: Any, urdf: Any) -> Any:
+    """A trimesh of one <geometry> element, in its own frame (None for an empty one)."""
+    import trimesh
+
+    box, cyl, sph, mesh = (geometry.find(t) for t in ("box", "cylinder", "sphere", "mesh"))
+    if box is not None:
+        return trimesh.creation.box(extents=[float(v) for v in box.get("size").split()])
+    if cyl is not None:
+        return trimesh.creation.cylinder(radius=float(cyl.get("radius")), height=float(cyl.get("length")), sections=32)
+    if sph is not None:
+        return trimesh.creation.icosphere(subdivisions=2, radius=float(sph.get("radius")))
+    if mesh is not None:
+        loaded = trimesh.load(str(resolve_mesh(mesh.get("filename"), urdf)), force="mesh")
+        scale = [float(v) for v in (mesh.get("scale") or "1 1 1").split()]
+        loaded.apply_scale(scale if len(scale) == 3 else scale[0])
+        return loaded
+    return None
+
+
+def _floats(element: Any, key: str) -> tuple[float, ...]:
+    text = element.get(key) if element is not None else None
+    return tuple(float(v) for v in (text or "0 0 0").split())
+
+
+def link_points(chain: Chain, spacing: float | None = None) -> dict[str, np.ndarray]:
+    """The surface points (N, 3), in the link's frame, of each chain link that has collision
+    geometry: per <collision> element, its convex hull's corners and points spread evenly over
+    its faces, `spacing` (default SPACING) apart."""
+    import trimesh
+
+    spacing = spacing or SPACING
+    by_name = {el.get("name"): el for el in parse(chain.urdf_path).findall("link")}
+    out: dict[str, np.ndarray] = {}
+    for link in chain.links:
+        parts = []
+        for col in by_name[link].findall("collision"):
+            geometry = col.find("geometry")
+            shape = _shape_mesh(geometry, chain.urdf_path) if geometry is not None else None
+            if shape is None or len(shape.vertices) < 4:
+                continue
+            try:
+                hull = shape.convex_hull
+            except Exception as err:  # noqa: BLE001 - qhull's errors have no common type
+                raise UrdfError(f"{chain.urdf_path.name}: link {link}'s collision mesh has no hull ({err})") from None
+            count = int(math.ceil(hull.area / (spacing * spacing)))
+            surface, _ = trimesh.sample.sample_surface_even(hull, count, radius=spacing / 2, seed=0)
+            origin = col.find("origin")
+            vertices = np.concatenate([hull.vertices, surface])
+            parts.append(vertices @ _rpy(_floats(origin, "rpy")).T + np.array(_floats(origin, "xyz")))
+        if parts:
+            out[link] = np.unique(np.concatenate(parts).round(6), axis=0)
+    return out
+
+
+class ObstacleField:
+    """Distances from points to a workcell's obstacles, in torch."""
+
+    def __init__(self, cell: Workcell, device: torch.device | str = "cpu") -> None:
+        kw = {"device": torch.device(device), "dtype": torch.float32}
+        boxes = [o for o in cell.obstacles if o.shape == "box"]
+        spheres = [o for o in cell.obstacles if o.shape == "sphere"]
+        capsules = [o for o in cell.obstacles if o.shape == "capsule"]
+        self.box_center = torch.tensor([o.position for o in boxes], **kw).reshape(-1, 3, 1)
+        self.box_half = torch.tensor([[s / 2 for s in o.size] for o in boxes], **kw).reshape(-1, 3, 1)
+        self.sphere_center = torch.tensor([o.position for o in spheres], **kw).reshape(-1, 3, 1)
+        self.sphere_radius = [float(o.radius) for o in spheres]
+        self.capsule_center = torch.tensor([o.position for o in capsules], **kw).reshape(-1, 3, 1)
+        self.capsule_half = torch.tensor(
+            [[o.length / 2 if "xyz".index(o.axis) == k else 0.0 for k in range(3)] for o in capsules], **kw
+        ).reshape(-1, 3, 1)
+        self.capsule_radius = [float(o.radius) for o in capsules]
+
+    def distance(self, points: torch.Tensor) -> torch.Tensor:
+        """(B, P) signed distance (m) of points (B, 3, P) to the nearest obstacle (< 0 inside)."""
+        best = torch.full(points.shape[:1] + points.shape[2:], float("inf"), device=points.device)
+        for c, h in zip(self.box_center, self.box_half):
+            d = (points - c).abs() - h
+            best = torch.minimum(best, d.clamp(min=0.0).norm(dim=1) + d.max(dim=1).values.clamp(max=0.0))
+        for c, r in zip(self.sphere_center, self.sphere_radius):
+            best = torch.minimum(best, (points - c).norm(dim=1) - r)
+        for c, h, r in zip(self.capsule_center, self.capsule_half, self.capsule_radius):
+            delta = points - c
+            best = torch.minimum(best, (delta - torch.minimum(torch.maximum(delta, -h), h)).norm(dim=1) - r)
+        return best
+
+    def touches(self, points: torch.Tensor, margin: float) -> torch.Tensor:
+        """(B,) bool: some point of (B, 3, P) lies within `margin` of an obstacle (a box grown by
+        `margin` along each axis, so its corners reach a little further: cheaper than `distance`)."""
+        hit = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+        for c, h in zip(self.box_center, self.box_half):
+            hit = hit | (((points - c).abs() - (h + margin)).max(dim=1).values < 0).any(dim=1)
+        for c, r in zip(self.sphere_center, self.sphere_radius):
+            hit = hit | ((points - c).square().sum(dim=1) < (r + margin) ** 2).any(dim=1)
+        for c, h, r in zip(self.capsule_center, self.capsule_half, self.capsule_radius):
+            delta = points - c
+            off = (delta - torch.minimum(torch.maximum(delta, -h), h)).square().sum(dim=1)
+            hit = hit | (off < (r + margin) ** 2).any(dim=1)
+        return hit
+
+
+class ArmCollision:
+    """Whether each of a batch of configurations touches the workcell's obstacles."""
+
+    def __init__(
+        self, chain: Chain, cell: Workcell, device: torch.device | str = "cpu", margin: float = MARGIN
+    ) -> None:
+        self.device = torch.device(device)
+        self.fk = ForwardKinematics(chain, self.device)
+        self.field = ObstacleField(cell, self.device)
+        self.margin = margin
+        points = link_points(chain)
+        self.links = [chain.links.index(name) for name in points]  # into fk.link_poses' links
+        self.points = [torch.tensor(p.T, device=self.device, dtype=torch.float32) for p in points.values()]
+        self.count = sum(p.shape[1] for p in self.points)
+        # each link's bounding sphere: on a CPU only the links whose sphere comes within the
+        # margin of an obstacle get their points checked (elsewhere every point, no host sync)
+        self.centers = torch.stack([p.mean(dim=1) for p in self.points])  # (L, 3)
+        self.radii = torch.stack([(p - c.unsqueeze(-1)).norm(dim=0).max() for p, c in zip(self.points, self.centers)])
+        self.cull = self.device.type == "cpu"
+
+    def world_points(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, 3, P) the arm's points in the base frame at configurations q (B, dof)."""
+        pos, rot = self.fk.link_poses(q)
+        return torch.cat(
+            [torch.matmul(rot[:, i], p) + pos[:, i].unsqueeze(-1) for i, p in zip(self.links, self.points)], dim=-1
+        )
+
+    def clearance(self, q: torch.Tensor) -> torch.Tensor:
+        """(B,) the smallest signed distance (m) from the arm's points to an obstacle."""
+        return self.field.distance(self.world_points(q)).min(dim=1).values
+
+    def contact(self, q: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the arm touches an obstacle (a point within `margin` of one)."""
+        if not self.cull:
+            return self.field.touches(self.world_points(q), self.margin)
+        pos, rot = self.fk.link_poses(q)
+        rot, pos = rot[:, self.links], pos[:, self.links]  # (B, L, 3, 3), (B, L, 3)
+        centers = (rot @ self.centers.unsqueeze(-1)).squeeze(-1) + pos  # (B, L, 3)
+        near = self.field.distance(centers.transpose(1, 2)) < self.radii + self.margin  # (B, L)
+        hit = torch.zeros(q.shape[0], dtype=torch.bool, device=self.device)
+        for k, p in enumerate(self.points):
+            envs = near[:, k].nonzero()[:, 0]
+            if len(envs):
+                points = torch.matmul(rot[envs, k], p) + pos[envs, k].unsqueeze(-1)
+                hit[envs] |= self.field.touches(points, self.margin)
+        return hit
