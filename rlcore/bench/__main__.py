@@ -269,6 +269,18 @@ def run_gallery(args: argparse.Namespace, params: Params) -> None:
     run_command(args, params)
 
 
+def workcell_options(parser: argparse.ArgumentParser) -> None:
+    from rlcore.bench.workcell import add_arguments
+
+    add_arguments(parser)
+
+
+def run_workcell(args: argparse.Namespace, params: Params) -> None:
+    from rlcore.bench.workcell import run_command
+
+    run_command(args, params)
+
+
 @dataclass(frozen=True)
 class Command:
     """One subcommand: its one-line help, what it runs, and its own options beyond the shared ones."""
@@ -300,6 +312,11 @@ COMMANDS: dict[str, Command] = {
         "five arms of example-robot-data by robot.urdf alone: train, evaluate on both engines",
         run_gallery,
         gallery_options,
+    ),
+    "workcell": Command(
+        "the workcell's collision verdicts: twin, PyBullet, MuJoCo; with --seeds, policy vs reference",
+        run_workcell,
+        workcell_options,
     ),
     "all": Command("envs, vec, batched, batched-ppo, update and ppo, one after another", run_all),
 }

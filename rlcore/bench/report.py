@@ -173,6 +173,11 @@ def _run_lines(train: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
                 "| final distance median / p90 | "
                 f"{evaluation['final_distance_mm_median']:.1f} / {evaluation['final_distance_mm_p90']:.1f} mm |",
             ]
+            if "collision_rate" in evaluation:
+                lines.append(
+                    f"| episodes ended on an obstacle (workcell {train.get('workcell', '?')}) | "
+                    f"{_interval(evaluation, 'collision_rate')} |"
+                )
         lines.append("")
     if evaluation:
         lines += precision_lines(evaluation)

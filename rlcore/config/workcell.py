@@ -119,7 +119,8 @@ def _obstacles(items: Any, where: str) -> tuple[Obstacle, ...]:
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise WorkcellError(f"{where}[{i}]{'.' + loc if loc else ''}: {first['msg']}") from None
+            msg = first["msg"].removeprefix("Value error, ")
+            raise WorkcellError(f"{where}[{i}]{'.' + loc if loc else ''}: {msg}") from None
     return tuple(out)
 
 

@@ -22,7 +22,7 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
     from rlcore.evaluation.metrics import radius_name
     from rlcore.pipeline.evaluate import evaluate, evaluate_controller, load_checked_policy
     from rlcore.policy import onnx_export as export
-    from rlcore.policy.controller import Controller
+    from rlcore.policy.controller import Controller, WorkcellMismatch
     from rlcore.policy.reference import DlsController
     from rlcore.robots.chain import read_chain
 
@@ -59,7 +59,10 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
         f"  onnxruntime vs torch on {diff['observations']:,} observations: action {diff['max_abs_action']:.1e}, "
         f"command {diff['max_abs_velocity_over_limit']:.1e} of the velocity limit (tolerance {TOLERANCE:.0e})"
     )
-    controller = Controller(onnx_path)
+    try:
+        controller = Controller(onnx_path, workcell=params.env.cell.id)
+    except WorkcellMismatch as err:
+        raise StageError(f"{err} (env.workcell = {params.env.workcell})") from None
     result = {
         "exporter": used,
         "opset": export.OPSET,

@@ -29,6 +29,12 @@ def targets_stage(args: argparse.Namespace, params: Params) -> None:
     """Say what rlcore made of the robot, build and save the cache, then print its summary."""
     for line in robot_lines(params):
         print(line)
+    cell = params.env.cell
+    if cell:
+        described = "; ".join(
+            f"{o.name or o.shape} ({o.shape} at {', '.join(f'{v:g}' for v in o.position)})" for o in cell.obstacles
+        )
+        print(f"workcell {cell.id}: {described} (m, base frame)")
     cache = build_cache(params, progress=True)
     cache.save(params.targets.path)
     print(f"wrote {params.targets.path}: {len(cache.positions)} targets, acceptance {cache.meta['acceptance']:.0%}")

@@ -78,6 +78,7 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
             "episode_return": summary["episode_return"],
             "curriculum_level": summary["curriculum_level"],
             **{f"heldout_twin_{k}": v for k, v in twin.items()},
+            **({"workcell": params.env.cell.id} if params.env.cell else {}),
         }
         files.write_json(root / out, result)
         wall = {"train_wall_s": summary["wall_s"]}
@@ -94,8 +95,9 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
     print(
         f"  held-out, in the twin: {twin['success_rate']:.1%} ({twin['success_rate_ci_low']:.1%}-"
         f"{twin['success_rate_ci_high']:.1%}) of {twin['episodes']} targets within "
-        f"{params.env.success_radius * 1000:g} mm, median final distance {twin['final_distance_mm_median']:.1f} mm; "
-        "`evaluate` gives the figure in the physics engine"
+        f"{params.env.success_radius * 1000:g} mm, median final distance {twin['final_distance_mm_median']:.1f} mm"
+        + (f", {twin['collision_rate']:.1%} ended on an obstacle" if "collision_rate" in twin else "")
+        + "; `evaluate` gives the figure in the physics engine"
     )
     return result
 
@@ -112,7 +114,7 @@ def heldout_twin_score(bundle: dict, params: Params, targets: TargetCache, devic
     episodes = None if held <= HELDOUT_TWIN_MAX else HELDOUT_TWIN_MAX  # one env per episode: bound the memory
     score = evaluate_batched(policy_from_bundle(bundle, device), params, targets, episodes, params.eval.seed, device)
     keys = ("episodes", "success_rate", "success_rate_ci_low", "success_rate_ci_high", "final_distance_mm_median")
-    return {k: score[k] for k in keys}
+    return {k: score[k] for k in (*keys, "collision_rate") if k in score}
 
 
 def options(parser: argparse.ArgumentParser) -> None:

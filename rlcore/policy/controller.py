@@ -1,6 +1,6 @@
 """Run an exported policy on a robot controller: numpy and onnxruntime only, no torch.
 
-    controller = Controller("models/policy.onnx")
+    controller = Controller("models/policy.onnx")   # workcell="fanuc_cell@1d854711": trained among obstacles
     controller.reset(q)                      # at the start of a motion, from the measured joints
     q_cmd = controller.step(q, qd, target)   # every control step (1 / control_hz s)
 
@@ -23,10 +23,20 @@ import onnxruntime as ort
 from rlcore.policy.chain_fk import ChainFK
 
 
-class Controller:
-    """The policy in `model_path` (rlcore's ONNX export) as a joint-position controller."""
+class WorkcellMismatch(ValueError):
+    """The model was trained for another workcell than the one it is asked to run in."""
 
-    def __init__(self, model_path: str | Path, threads: int = 1) -> None:
+
+class Controller:
+    """The policy in `model_path` (rlcore's ONNX export) as a joint-position controller.
+
+    `workcell` is the id of the cell it runs in, as rlcore prints it (`fanuc_cell@1d854711`;
+    "none": free space). A policy trained among obstacles knows only those: in another cell (or in
+    free space) it is refused with WorkcellMismatch unless `other_workcell_ok`."""
+
+    def __init__(
+        self, model_path: str | Path, threads: int = 1, workcell: str = "none", other_workcell_ok: bool = False
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # batch 1: one thread answers fastest
         options.inter_op_num_threads = 1
@@ -34,6 +44,15 @@ class Controller:
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("rlcore.format") != "1":
             raise ValueError(f"{model_path} is not an rlcore policy export (no rlcore.format metadata)")
+        self.workcell = meta.get("rlcore.workcell", "none")  # exports before workcells: free space
+        self.obstacles = json.loads(meta.get("rlcore.workcell_obstacles", "[]"))
+        if self.workcell != workcell and not other_workcell_ok:
+            names = ", ".join(o.get("name") or o["shape"] for o in self.obstacles)
+            trained = f"workcell {self.workcell} ({names})" if self.obstacles else "free space (workcell none)"
+            raise WorkcellMismatch(
+                f"{model_path} was trained for {trained}, not workcell {workcell}: pass workcell={self.workcell!r} "
+                "where it runs in that cell, or other_workcell_ok=True to run it anyway"
+            )
         chain = json.loads(meta["rlcore.chain"])
         movable = [j for j in chain["joints"] if j["movable"]]
         self.joint_names = [j["name"] for j in movable]

@@ -112,8 +112,18 @@ def make_bundle(
         if norm is None
         else {k: v.detach().cpu().clone() for k, v in norm.state_dict().items() if isinstance(v, torch.Tensor)},
         "params": params_dict,
+        "workcell": workcell_record(params_dict),
         **extra,
     }
+
+
+def workcell_record(params_dict: dict) -> dict[str, Any]:
+    """The workcell a policy trains in, resolved when it is made (a YAML file may change later):
+    its id (rlcore.config.workcell), name and obstacles."""
+    from rlcore.config.workcell import resolve
+
+    cell = resolve(params_dict.get("env", {}).get("workcell"))
+    return {"id": cell.id, "name": cell.name, "obstacles": [o.model_dump(mode="json") for o in cell.obstacles]}
 
 
 def gaussian_bundle(

@@ -150,6 +150,9 @@ def export_onnx(bundle: dict, chain: Chain, control_hz: int, path: str | Path, m
     model = onnx.load(str(path))
     extra = {"rlcore.exporter": method, "rlcore.policy_kind": bundle.get("kind", "gaussian")}
     extra["rlcore.action_power"] = repr(float(env["action_power"]))
+    cell = bundle.get("workcell") or {"id": "none", "obstacles": []}  # files before workcells: free space
+    extra["rlcore.workcell"] = cell["id"]
+    extra["rlcore.workcell_obstacles"] = json.dumps(cell["obstacles"])
     for key, value in {
         **metadata(chain, control_hz, bundle.get("algo", "rlcore"), env["offset_scale"]),
         **extra,

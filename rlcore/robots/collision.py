@@ -24,8 +24,8 @@ from rlcore.robots.chain import Chain, UrdfError, parse
 from rlcore.robots.kinematics import ForwardKinematics
 from rlcore.robots.meshes import resolve_mesh
 
-SPACING = 0.02  # m: the distance between neighbouring points on a link's hull
-MARGIN = 0.001  # m: a point this close to an obstacle counts as contact
+SPACING = 0.015  # m: the distance between neighbouring points on a link's hull
+MARGIN = 0.00075  # m: a point this close to an obstacle counts as contact
 
 
 def _rpy(rpy: tuple[float, ...]) -> np.ndarray:
@@ -95,6 +95,20 @@ def link_points(chain: Chain, spacing: float | None = None) -> dict[str, np.ndar
     return out
 
 
+PATCH = 48  # points per patch (the CPU path checks only the patches near an obstacle)
+
+
+def _patches(points: np.ndarray, size: int = PATCH) -> list[np.ndarray]:
+    """A link's points in patches of at most `size` neighbours: halved along their longest
+    extent until small enough (deterministic)."""
+    if len(points) <= size:
+        return [points]
+    axis = int(np.argmax(points.max(axis=0) - points.min(axis=0)))
+    order = np.argsort(points[:, axis], kind="stable")
+    half = len(points) // 2
+    return _patches(points[order[:half]], size) + _patches(points[order[half:]], size)
+
+
 class ObstacleField:
     """Distances from points to a workcell's obstacles, in torch."""
 
@@ -126,6 +140,19 @@ class ObstacleField:
             best = torch.minimum(best, (delta - torch.minimum(torch.maximum(delta, -h), h)).norm(dim=1) - r)
         return best
 
+    def near(self, centers: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+        """(B, C) bool: spheres at `centers` (B, 3, C) of radii `reach` (C,) may touch an obstacle
+        (a box grown by the radius along each axis: never misses one, may flag a few more)."""
+        hit = torch.zeros(centers.shape[0], centers.shape[2], dtype=torch.bool, device=centers.device)
+        for c, h in zip(self.box_center, self.box_half):
+            hit = hit | (((centers - c).abs() - h).max(dim=1).values < reach)
+        for c, r in zip(self.sphere_center, self.sphere_radius):
+            hit = hit | ((centers - c).norm(dim=1) < r + reach)
+        for c, h, r in zip(self.capsule_center, self.capsule_half, self.capsule_radius):
+            delta = centers - c
+            hit = hit | ((delta - torch.minimum(torch.maximum(delta, -h), h)).norm(dim=1) < r + reach)
+        return hit
+
     def touches(self, points: torch.Tensor, margin: float) -> torch.Tensor:
         """(B,) bool: some point of (B, 3, P) lies within `margin` of an obstacle (a box grown by
         `margin` along each axis, so its corners reach a little further: cheaper than `distance`)."""
@@ -155,10 +182,18 @@ class ArmCollision:
         self.links = [chain.links.index(name) for name in points]  # into fk.link_poses' links
         self.points = [torch.tensor(p.T, device=self.device, dtype=torch.float32) for p in points.values()]
         self.count = sum(p.shape[1] for p in self.points)
-        # each link's bounding sphere: on a CPU only the links whose sphere comes within the
-        # margin of an obstacle get their points checked (elsewhere every point, no host sync)
-        self.centers = torch.stack([p.mean(dim=1) for p in self.points])  # (L, 3)
-        self.radii = torch.stack([(p - c.unsqueeze(-1)).norm(dim=0).max() for p, c in zip(self.points, self.centers)])
+        # patches of nearby points with bounding spheres: on a CPU only the patches that come
+        # within the margin of an obstacle get their points checked (elsewhere every point, no host sync)
+        patches = [(k, patch) for k, p in enumerate(points.values()) for patch in _patches(p)]
+        size = max(len(patch) for _, patch in patches)
+        padded = [np.concatenate([patch, np.repeat(patch[:1], size - len(patch), axis=0)]) for _, patch in patches]
+        kw = {"device": self.device, "dtype": torch.float32}
+        self.patch_link = torch.tensor([self.links[k] for k, _ in patches], device=self.device)
+        self.patch_points = torch.tensor(np.stack(padded), **kw).transpose(1, 2)  # (C, 3, M)
+        centers = np.stack([patch.mean(axis=0) for _, patch in patches])
+        self.patch_center = torch.tensor(centers, **kw).unsqueeze(-1)  # (C, 3, 1)
+        radii = [np.linalg.norm(patch - c, axis=1).max() for (_, patch), c in zip(patches, centers)]
+        self.patch_radius = torch.tensor(radii, **kw)
         self.cull = self.device.type == "cpu"
 
     def world_points(self, q: torch.Tensor) -> torch.Tensor:
@@ -177,13 +212,12 @@ class ArmCollision:
         if not self.cull:
             return self.field.touches(self.world_points(q), self.margin)
         pos, rot = self.fk.link_poses(q)
-        rot, pos = rot[:, self.links], pos[:, self.links]  # (B, L, 3, 3), (B, L, 3)
-        centers = (rot @ self.centers.unsqueeze(-1)).squeeze(-1) + pos  # (B, L, 3)
-        near = self.field.distance(centers.transpose(1, 2)) < self.radii + self.margin  # (B, L)
+        rot, pos = rot[:, self.patch_link], pos[:, self.patch_link]  # (B, C, 3, 3), (B, C, 3)
+        centers = (rot @ self.patch_center).squeeze(-1) + pos  # (B, C, 3)
+        near = self.field.near(centers.transpose(1, 2), self.patch_radius + self.margin)  # (B, C)
+        env, patch = near.nonzero(as_tuple=True)
         hit = torch.zeros(q.shape[0], dtype=torch.bool, device=self.device)
-        for k, p in enumerate(self.points):
-            envs = near[:, k].nonzero()[:, 0]
-            if len(envs):
-                points = torch.matmul(rot[envs, k], p) + pos[envs, k].unsqueeze(-1)
-                hit[envs] |= self.field.touches(points, self.margin)
+        if len(env):
+            points = rot[env, patch] @ self.patch_points[patch] + pos[env, patch].unsqueeze(-1)  # (K, 3, M)
+            hit[env[self.field.touches(points, self.margin)]] = True
         return hit
