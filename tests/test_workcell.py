@@ -15,7 +15,7 @@ import yaml
 
 from rlcore.bench.workcell import near_configurations
 from rlcore.config.schema import ConfigError, Params
-from rlcore.config.workcell import PRESETS, WorkcellError, resolve
+from rlcore.config.workcell import PRESETS, WorkcellError, cell_of, resolve
 from rlcore.robots.chain import chain_of
 from rlcore.robots.collision import MARGIN, ArmCollision
 from rlcore.robots.mujoco_arm import MujocoArm  # headless GL first (see tests/test_gallery.py)
@@ -75,11 +75,11 @@ def test_twin_verdicts_agree_with_the_engine_near_obstacles(engine):
         from rlcore.robots.arm import BulletArm
 
         arm = BulletArm(chain)
-        arm.add_obstacles(params.env.cell)
+        arm.add_obstacles(cell_of(params.env))
     else:
-        arm = MujocoArm(chain, cell=params.env.cell)
+        arm = MujocoArm(chain, cell=cell_of(params.env))
     qs, engine_d = near_configurations(arm, 3000)
-    twin = ArmCollision(chain, params.env.cell)
+    twin = ArmCollision(chain, cell_of(params.env))
     verdict = twin.contact(torch.tensor(qs, dtype=torch.float32)).numpy()
     touching = engine_d < 0
     agreement = float(np.mean(verdict == touching))
@@ -97,10 +97,10 @@ def test_obstacle_distance_is_a_distance():
     from rlcore.robots.arm import BulletArm
 
     arm = BulletArm(chain)
-    arm.add_obstacles(params.env.cell)
+    arm.add_obstacles(cell_of(params.env))
     qs, engine_d = near_configurations(arm, 300, within=0.1, seed=1)
     clear = engine_d > 0
-    twin_d = ArmCollision(chain, params.env.cell).clearance(torch.tensor(qs, dtype=torch.float32)).numpy()
+    twin_d = ArmCollision(chain, cell_of(params.env)).clearance(torch.tensor(qs, dtype=torch.float32)).numpy()
     assert np.percentile(np.abs(twin_d[clear] - engine_d[clear]), 95) < 0.004
 
 
@@ -136,7 +136,7 @@ def test_a_straight_path_through_the_pillar_is_a_collision_in_all_three():
     assert hit is None and distance < 0.001  # in free space the target is reached ...
     params = cell_params(env={"reset_noise": 0.0})
     chain = chain_of(params.robot)
-    assert not ArmCollision(chain, params.env.cell).contact(torch.tensor(q_end[None], dtype=torch.float32))[0]
+    assert not ArmCollision(chain, cell_of(params.env)).contact(torch.tensor(q_end[None], dtype=torch.float32))[0]
     steps = {}
     for engine in ("pybullet", "mujoco"):  # ... and in the cell the straight path hits the pillar
         env = make_reach_env(
@@ -174,17 +174,17 @@ def test_the_cache_holds_no_target_inside_an_obstacle(cell_cache):
     params = cell_params(targets={"n": 400})
     chain = chain_of(params.robot)
     arm = BulletArm(chain)
-    arm.add_obstacles(params.env.cell)
+    arm.add_obstacles(cell_of(params.env))
     for q in cell_cache.joints:  # the engine: every configuration clear
         arm.set_joints(q)
         assert not arm.touches_obstacle()
-    twin = ArmCollision(chain, params.env.cell)  # the twin too, so training can reach every target
+    twin = ArmCollision(chain, cell_of(params.env))  # the twin too, so training can reach every target
     assert not twin.contact(torch.tensor(cell_cache.joints)).any()
-    flange = ObstacleField(params.env.cell).distance(torch.tensor(cell_cache.positions).T.unsqueeze(0))[0]
+    flange = ObstacleField(cell_of(params.env)).distance(torch.tensor(cell_cache.positions).T.unsqueeze(0))[0]
     assert (flange > 0).all()
     dropped = cell_cache.meta["dropped_by_obstacles"]
     assert len(dropped) == cell_cache.n_levels and sum(dropped) > 0  # the cell took some, counted per level
-    assert cell_cache.meta["workcell"] == params.env.cell.id
+    assert cell_cache.meta["workcell"] == cell_of(params.env).id
 
 
 def test_a_cache_for_another_workcell_is_stale(cell_cache, tmp_path):
@@ -275,7 +275,7 @@ def test_the_onnx_model_names_its_workcell_and_the_controller_refuses_another(tm
     from tests.test_export import random_bundle
 
     params = cell_params()
-    cell = params.env.cell
+    cell = cell_of(params.env)
     bundle = random_bundle(params)
     assert bundle["workcell"]["id"] == cell.id  # recorded when the policy is made
     path = tmp_path / "policy.onnx"

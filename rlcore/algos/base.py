@@ -125,4 +125,7 @@ class PpoSizing:
     def memory(self, params: Params, n_envs: int) -> Memory:
         chain = chain_of(params.robot)
         twin = params.env.backend == "twin"
-        return Memory(estimate_memory(params.train, chain, n_envs, twin=twin).total_mb, on_device=True)
+        from rlcore.robots.collision import collision_points
+
+        points = collision_points(params) if twin else 0
+        return Memory(estimate_memory(params.train, chain, n_envs, twin=twin, points=points).total_mb, on_device=True)

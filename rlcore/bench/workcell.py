@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.stats import rate_with_interval
 
 
@@ -57,7 +58,7 @@ def verdicts(params: Params, count: int, seed: int = 0) -> dict[str, Any]:
     from rlcore.robots.collision import MARGIN, SPACING, ArmCollision
     from rlcore.robots.mujoco_arm import MujocoArm
 
-    chain, cell = chain_of(params.robot), params.env.cell
+    chain, cell = chain_of(params.robot), cell_of(params.env)
     bullet = BulletArm(chain)
     bullet.add_obstacles(cell)
     qs, bullet_d = near_configurations(bullet, count, seed=seed)
@@ -141,7 +142,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def run_command(args: argparse.Namespace, params: Params) -> None:
     """Measure the verdicts, then (with --seeds) train and evaluate the seeds; print and save."""
-    if not params.env.cell:
+    if not cell_of(params.env):
         params = params.model_copy(update={"env": params.env.model_copy(update={"workcell": "fanuc_cell"})})
     progress = not args.no_progress
     result: dict[str, Any] = {"verdicts": verdicts(params, args.configurations)}

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlcore.config.workcell import Workcell, resolve
-
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the schema."""
@@ -90,19 +88,9 @@ class EnvConfig(Section):
     eval_physics: PhysicsConfig = PhysicsConfig(sim_hz=240, solver_iterations=50)
     reward: RewardConfig = RewardConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
-    # obstacles (rlcore.config.workcell): None = free space | a preset name | a YAML file | a list
+    # obstacles (rlcore.config.workcell.cell_of resolves and checks it): None = free space |
+    # a preset name | a YAML file | a list
     workcell: str | list[dict[str, Any]] | None = None
-
-    @field_validator("workcell")
-    @classmethod
-    def _workcell_resolves(cls, value: object) -> object:
-        resolve(value)  # WorkcellError (a ValueError): one line naming the preset, file or obstacle
-        return value
-
-    @property
-    def cell(self) -> Workcell:
-        """The resolved workcell (FREE without obstacles)."""
-        return resolve(self.workcell)
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -148,3 +148,8 @@ def resolve(value: Any) -> Workcell:
         why = " ".join(str(err).split())[:160]
         raise WorkcellError(f"env.workcell = {value!r}: {path} is not readable YAML ({why})") from None
     return Workcell(path.stem, _obstacles(data, str(path)))
+
+
+def cell_of(env: Any) -> Workcell:
+    """The workcell of an env section (its `workcell` key) or a workcell's value itself."""
+    return resolve(getattr(env, "workcell", env))

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rlcore.config.schema import EnvConfig, RobotConfig
+from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
 from rlcore.robots.chain import chain_of, home_pose
@@ -87,10 +88,10 @@ class BatchedReachEnv:
         self._advance = self._physics  # compile() may swap in a compiled copy
         # a workcell: touching an obstacle ends that env's episode alone (per-env step counters)
         self.collision = None
-        if env.cell:
+        if cell_of(env):
             from rlcore.robots.collision import ArmCollision
 
-            self.collision = ArmCollision(self.chain, env.cell, self.device)
+            self.collision = ArmCollision(self.chain, cell_of(env), self.device)
             self.t_env = torch.zeros(n, dtype=torch.long, device=self.device)
 
     # -- API shared with the PyBullet adapter (rlcore.envs.vec.PhysicsVecEnv) -------------------
@@ -149,24 +150,25 @@ class BatchedReachEnv:
         returns = self.episode_return
         any_done = bool(done.any())
         if any_done:
-            self._restart(done)
+            self._restart(done.nonzero()[:, 0], obs)
         else:
             self.obs = obs
         return StepResult(self.obs, reward, done, obs, success, distance, returns, any_done, contact)
 
-    def _restart(self, ended: torch.Tensor) -> None:
-        """New episodes in the envs where `ended` (sampled start states and targets)."""
-        keep = ~ended.unsqueeze(-1)
-        noise = self.cfg.reset_noise * (2 * self._rand(self.num_envs, self.dof) - 1)
+    def _restart(self, ended: torch.Tensor, obs: torch.Tensor) -> None:
+        """New episodes in the envs `ended` (indices; sampled start states and targets); the
+        others keep `obs`, their observations after this step."""
+        k = len(ended)
+        noise = self.cfg.reset_noise * (2 * self._rand(k, self.dof) - 1)
         start = torch.minimum(torch.maximum(self.home + noise, self.lower), self.upper)
-        self.q = torch.where(keep, self.q, start)
-        self.q_cmd = torch.where(keep, self.q_cmd, start)
-        self.qd = torch.where(keep, self.qd, torch.zeros_like(self.qd))
-        self.prev_action = torch.where(keep, self.prev_action, torch.zeros_like(self.prev_action))
-        self.target = torch.where(keep, self.target, self._sample_targets(self.num_envs))
-        self.episode_return = torch.where(ended, torch.zeros_like(self.episode_return), self.episode_return)
-        self.t_env = torch.where(ended, torch.zeros_like(self.t_env), self.t_env)
-        self.obs = self._observe()[0]
+        self.q, self.q_cmd = self.q.index_copy(0, ended, start), self.q_cmd.index_copy(0, ended, start)
+        zeros = torch.zeros_like(start)
+        self.qd, self.prev_action = self.qd.index_copy(0, ended, zeros), self.prev_action.index_copy(0, ended, zeros)
+        target = self._sample_targets(k)
+        self.target = self.target.index_copy(0, ended, target)
+        self.episode_return = self.episode_return.index_fill(0, ended, 0.0)
+        self.t_env = self.t_env.index_fill(0, ended, 0)
+        self.obs = obs.index_copy(0, ended, self._observation(start, zeros, target, zeros)[0])
 
     def compile(self, setting: str) -> str:
         """Compile the physics step per `train.compile` (rlcore.runtime.compiling); returns what happened."""

@@ -34,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlcore.config.schema import EnvConfig, RobotConfig
+from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import Curriculum, TargetCache
 from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
 from rlcore.robots.chain import home_pose
@@ -65,7 +66,7 @@ class ArmReachEnv(gym.Env):
         self.dt = 1.0 / self.cfg.control_hz
         self.substeps = self.physics.sim_hz // self.cfg.control_hz
         self.gain = substep_gain(self.cfg.tracking, self.substeps)
-        self.cell = self.cfg.cell  # obstacles (rlcore.config.workcell): touching one ends the episode
+        self.cell = cell_of(self.cfg)  # obstacles (rlcore.config.workcell): touching one ends the episode
         self.arm = arm = self._load_arm(gui)
         dof = arm.chain.dof
         self.dof = dof

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import TargetCache
 from rlcore.envs.task import StepResult
 from rlcore.envs.vec import ChunkEnv, PhysicsVecEnv, make_chunked_vec_env
@@ -143,7 +144,7 @@ class SharedMemoryVecEnv:
         preload_for_forkserver(method, ["rlcore.envs.vec", __name__])
         ctx = mp.get_context(method)
         self.note = f"shared memory ({self.workers} workers, {method})"
-        self.workcell = bool(params.env.cell)
+        self.workcell = bool(cell_of(params.env))
         dims = (n_envs, self.obs_dim, self.act_dim)
         f, b = ctypes.c_float, ctypes.c_bool
         self._buffers = {
@@ -259,6 +260,6 @@ def make_physics_vec_env(
             log.warning("shared-memory env workers could not start (%s); running the envs in-process", err)
             venv, _ = make_chunked_vec_env(params, targets, n_envs, "dummy", mode, seed)
             why = f"dummy (workers failed: {str(err).splitlines()[0]})"
-            return PhysicsVecEnv(venv, device, why, workcell=bool(params.env.cell))
+            return PhysicsVecEnv(venv, device, why, workcell=bool(cell_of(params.env)))
     venv, note = make_chunked_vec_env(params, targets, n_envs, kind=kind, mode=mode, seed=seed, workers=workers)
-    return PhysicsVecEnv(venv, device, note, workcell=bool(params.env.cell))
+    return PhysicsVecEnv(venv, device, note, workcell=bool(cell_of(params.env)))

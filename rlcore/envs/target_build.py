@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.envs.engines import engine_of, make_arm
 from rlcore.envs.targets import TargetCache, TargetCacheError, cache_key
 from rlcore.robots.chain import home_pose
@@ -18,7 +19,7 @@ from rlcore.robots.chain import home_pose
 def build_cache(params: Params, progress: bool = False) -> TargetCache:
     """Sample, check and bin `targets.n` reachable targets (FK and self-contact checks in the
     engine of `env.physics`; the engine is recorded in the metadata, `collision_engine`)."""
-    cfg, cell = params.targets, params.env.cell
+    cfg, cell = params.targets, cell_of(params.env)
     arm = make_arm(params.robot, params.env.physics, self_collision=True, cell=cell)
     rng = np.random.default_rng(cfg.seed)
     home = home_pose(params.robot, arm.chain)
@@ -105,7 +106,7 @@ def _sample(
     configurations only an obstacle ruled out). A configuration is clear of the workcell when
     neither the engine nor the twin's collision model (rlcore.robots.collision, checked in
     batches) finds a contact, so training never asks for a target the twin cannot reach."""
-    cfg, cell = params.targets, params.env.cell
+    cfg, cell = params.targets, cell_of(params.env)
     joints: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     blocked: list[np.ndarray] = []

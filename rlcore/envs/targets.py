@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.robots.chain import read_chain
 
 FORMAT_VERSION = 1
@@ -39,7 +40,7 @@ def cache_key(params: Params) -> dict[str, Any]:
         "robot": params.robot.model_dump(),
         "targets": params.targets.model_dump(exclude={"path"}),
     }
-    cell = params.env.cell
+    cell = cell_of(params.env)
     return key | {"workcell": cell.id} if cell else key
 
 

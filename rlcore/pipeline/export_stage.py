@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.envs.engines import LABELS, engine_of
 from rlcore.envs.targets import TargetCacheError
 from rlcore.pipeline import train as runs
@@ -60,7 +61,7 @@ def export_stage(args: argparse.Namespace, params: Params) -> None:
         f"command {diff['max_abs_velocity_over_limit']:.1e} of the velocity limit (tolerance {TOLERANCE:.0e})"
     )
     try:
-        controller = Controller(onnx_path, workcell=params.env.cell.id)
+        controller = Controller(onnx_path, workcell=cell_of(params.env).id)
     except WorkcellMismatch as err:
         raise StageError(f"{err} (env.workcell = {params.env.workcell})") from None
     result = {

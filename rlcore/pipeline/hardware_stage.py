@@ -49,7 +49,9 @@ def hardware_stage(args: argparse.Namespace, params: Params) -> None:
     timings_path = out.with_name("hardware_timings.json")
     previous = previous_decision(timings_path)
     try:
-        per_env = bytes_per_env(params.train, chain_of(params.robot))
+        from rlcore.robots.collision import collision_points
+
+        per_env = bytes_per_env(params.train, chain_of(params.robot), collision_points(params))
         decided = placement.choose_placement(probes, timings, params.hardware, per_env, previous)
     except hw.HardwareError as err:
         raise StageError(str(err)) from None

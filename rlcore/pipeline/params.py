@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rlcore.config.schema import ConfigError, Params
+from rlcore.config.workcell import resolve
 from rlcore.robots.chain import chain_of, check_home
 from rlcore.runtime import oscompat
 
@@ -81,6 +82,7 @@ def check_on_this_machine(params: Params) -> None:
         urdf = chain.urdf_path.name
         raise ValueError(f"robot: robot.home has {len(robot.home)} angles; {urdf} has {chain.dof} joints")
     check_home(robot, chain)
+    resolve(params.env.workcell)  # WorkcellError: one line naming the preset, file or obstacle
     method = params.hardware.mp_start_method
     if method != "auto" and method not in oscompat.start_methods():
         available = ", ".join(oscompat.start_methods())

@@ -134,7 +134,9 @@ def measure_devices(params: Any, probes: list[Probe]) -> dict[str, dict[str, flo
         if not probe.usable:
             continue
         device = torch_device(probe.device)
-        per_env = bytes_per_env(params.train, chain_of(params.robot))
+        from rlcore.robots.collision import collision_points
+
+        per_env = bytes_per_env(params.train, chain_of(params.robot), collision_points(params))
         n_envs = params.train.n_envs or batched_envs_for(probe, params.hardware, per_env)
         samples = n_envs * params.train.n_steps
         update_s = time_update(device, params, obs_size(dof), dof, n_envs)

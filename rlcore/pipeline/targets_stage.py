@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.envs.target_build import build_cache
 from rlcore.envs.targets import summary
 from rlcore.pipeline.cli import StageCommand
@@ -29,7 +30,7 @@ def targets_stage(args: argparse.Namespace, params: Params) -> None:
     """Say what rlcore made of the robot, build and save the cache, then print its summary."""
     for line in robot_lines(params):
         print(line)
-    cell = params.env.cell
+    cell = cell_of(params.env)
     if cell:
         described = "; ".join(
             f"{o.name or o.shape} ({o.shape} at {', '.join(f'{v:g}' for v in o.position)})" for o in cell.obstacles

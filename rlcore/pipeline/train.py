@@ -81,7 +81,9 @@ def honour_explicit_device(params: Params, decision: Placement) -> tuple[Placeme
     from rlcore.runtime.memory import bytes_per_env
 
     try:
-        per_env = bytes_per_env(params.train, chain_of(params.robot))
+        from rlcore.robots.collision import collision_points
+
+        per_env = bytes_per_env(params.train, chain_of(params.robot), collision_points(params))
         chosen = placement.choose_placement(hw.probe_all(), {}, params.hardware, per_env)
     except hw.HardwareError as err:
         raise SetupError(str(err)) from None
@@ -119,7 +121,10 @@ def resolve(params: Params, decision: Placement) -> tuple[Params, Resolved]:
         )
     if where:
         twin = params.env.backend == "twin"
-        fitted_envs, fitted_batch = fit_to_limit(params.train, chain_of(params.robot), n_envs, cap, twin)
+        from rlcore.robots.collision import collision_points
+
+        points = collision_points(params) if twin else 0
+        fitted_envs, fitted_batch = fit_to_limit(params.train, chain_of(params.robot), n_envs, cap, twin, points)
         if not params.train.auto_fit:
             raise SetupError(
                 f"estimated peak memory {need.mb:,.0f} MB exceeds {where} "

@@ -10,6 +10,7 @@ import torch
 from rlcore.algos.ppo.algorithm import NonFiniteLossError
 from rlcore.algos.registry import algorithm_for
 from rlcore.config.schema import Params
+from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import TargetCache, TargetCacheError
 from rlcore.pipeline import train as runs
 from rlcore.pipeline.cli import StageCommand, StageError, workspace
@@ -78,7 +79,7 @@ def train_stage(params: Params, model: str, out: str, curve: str, hardware: str)
             "episode_return": summary["episode_return"],
             "curriculum_level": summary["curriculum_level"],
             **{f"heldout_twin_{k}": v for k, v in twin.items()},
-            **({"workcell": params.env.cell.id} if params.env.cell else {}),
+            **({"workcell": cell_of(params.env).id} if cell_of(params.env) else {}),
         }
         files.write_json(root / out, result)
         wall = {"train_wall_s": summary["wall_s"]}

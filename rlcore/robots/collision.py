@@ -13,13 +13,14 @@ Only elementwise ops, matmul and min/max reductions: it runs on CPU, CUDA, ROCm,
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlcore.config.workcell import Workcell
+from rlcore.config.workcell import Workcell, cell_of
 from rlcore.robots.chain import Chain, UrdfError, parse
 from rlcore.robots.kinematics import ForwardKinematics
 from rlcore.robots.meshes import resolve_mesh
@@ -166,6 +167,20 @@ class ObstacleField:
             off = (delta - torch.minimum(torch.maximum(delta, -h), h)).square().sum(dim=1)
             hit = hit | (off < (r + margin) ** 2).any(dim=1)
         return hit
+
+
+@functools.cache
+def _point_count(urdf: str, ee_link: str | None, cell_id: str) -> int:
+    from rlcore.robots.chain import read_chain
+
+    return sum(len(p) for p in link_points(read_chain(urdf, ee_link)).values())
+
+
+def collision_points(params: Any) -> int:
+    """How many points the twin's collision model checks for params' robot in its workcell (0 in
+    free space): the memory model's share of a workcell."""
+    cell = cell_of(params.env)
+    return _point_count(params.robot.urdf, params.robot.ee_link, cell.id) if cell else 0
 
 
 class ArmCollision:

@@ -41,10 +41,11 @@ def minibatch_size(train: TrainConfig, n_envs: int) -> int:
 
 
 def estimate_memory(
-    train: TrainConfig, chain: Chain, n_envs: int, batch: int | None = None, twin: bool = True
+    train: TrainConfig, chain: Chain, n_envs: int, batch: int | None = None, twin: bool = True, points: int = 0
 ) -> MemoryEstimate:
     """Peak device memory of training `chain`'s robot with n_envs and minibatch `batch` (MB), the
-    envs on the device (`twin`) or in physics-engine workers."""
+    envs on the device (`twin`) or in physics-engine workers; `points`: the twin's collision
+    points in a workcell (rlcore.robots.collision.collision_points)."""
     dof = chain.dof
     obs_dim, act_dim = 3 * dof + 9, dof
     t = train
@@ -56,6 +57,8 @@ def estimate_memory(
     # batched env: state (q, qd, q_cmd, prev action, target, return) and a step's temporaries
     # (observation, FK rotations of each chain joint, substep velocities)
     env_floats = 4 * dof + 4 + 3 * obs_dim + len(chain.joints) * 24 + 4 * dof
+    # a workcell: every point in the base frame and a box test's three temporaries of it (GPU path)
+    env_floats += 4 * 3 * points
     env = n_envs * env_floats * FLOAT if twin else 3 * n_envs * obs_dim * FLOAT
     # network: weights, grads, Adam moments (x4)
     sizes_a = [obs_dim, *t.actor_hidden, act_dim]
@@ -72,18 +75,20 @@ def estimate_memory(
     return MemoryEstimate(rollout / mb, (env + inference) / mb, network / mb, minibatch / mb, OVERHEAD_MB)
 
 
-def bytes_per_env(train: TrainConfig, chain: Chain) -> float:
+def bytes_per_env(train: TrainConfig, chain: Chain, points: int = 0) -> float:
     """Marginal device memory of one more twin env (state, inference and rollout share)."""
-    big, small = estimate_memory(train, chain, 2048), estimate_memory(train, chain, 1024)
+    big, small = estimate_memory(train, chain, 2048, points=points), estimate_memory(train, chain, 1024, points=points)
     return (big.total_mb - small.total_mb) * 1024 * 1024 / 1024
 
 
-def fit_to_limit(train: TrainConfig, chain: Chain, n_envs: int, limit_mb: float, twin: bool) -> tuple[int, int]:
+def fit_to_limit(
+    train: TrainConfig, chain: Chain, n_envs: int, limit_mb: float, twin: bool, points: int = 0
+) -> tuple[int, int]:
     """The largest (n_envs, minibatch) under limit_mb, halving n_envs, then the minibatch."""
     batch = minibatch_size(train, n_envs)
 
     def total(n: int, b: int) -> float:
-        return estimate_memory(train, chain, n, b, twin).total_mb
+        return estimate_memory(train, chain, n, b, twin, points).total_mb
 
     while n_envs > 1 and total(n_envs, min(batch, train.n_steps * n_envs)) > limit_mb:
         n_envs //= 2
