@@ -169,8 +169,10 @@ def render_gif(
         for _ in range(params.env.episode_steps):
             with torch.no_grad():
                 action = policy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
-            obs, *_ = env.step(action)
+            obs, _, touched, _, _ = env.step(action)
             frames.append(env.render())
+            if touched:  # a workcell's obstacle ends the episode: its last frame shows where
+                break
     env.close()
     images = [Image.fromarray(f) for f in frames]
     with files.atomic_path(path) as tmp:

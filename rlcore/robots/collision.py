@@ -203,10 +203,11 @@ class ArmCollision:
         size = max(len(patch) for _, patch in patches)
         padded = [np.concatenate([patch, np.repeat(patch[:1], size - len(patch), axis=0)]) for _, patch in patches]
         kw = {"device": self.device, "dtype": torch.float32}
-        self.patch_link = torch.tensor([self.links[k] for k, _ in patches], device=self.device)
+        self.patch_link = torch.tensor([k for k, _ in patches], device=self.device)  # into self.links
         self.patch_points = torch.tensor(np.stack(padded), **kw).transpose(1, 2)  # (C, 3, M)
         centers = np.stack([patch.mean(axis=0) for _, patch in patches])
-        self.patch_center = torch.tensor(centers, **kw).unsqueeze(-1)  # (C, 3, 1)
+        per_link = [centers[[i for i, (k, _) in enumerate(patches) if k == link]] for link in range(len(self.links))]
+        self.link_centers = [torch.tensor(c.T, **kw) for c in per_link]  # (3, C_link) each, in patch order
         radii = [np.linalg.norm(patch - c, axis=1).max() for (_, patch), c in zip(patches, centers)]
         self.patch_radius = torch.tensor(radii, **kw)
         self.cull = self.device.type == "cpu"
@@ -227,12 +228,15 @@ class ArmCollision:
         if not self.cull:
             return self.field.touches(self.world_points(q), self.margin)
         pos, rot = self.fk.link_poses(q)
-        rot, pos = rot[:, self.patch_link], pos[:, self.patch_link]  # (B, C, 3, 3), (B, C, 3)
-        centers = (rot @ self.patch_center).squeeze(-1) + pos  # (B, C, 3)
-        near = self.field.near(centers.transpose(1, 2), self.patch_radius + self.margin)  # (B, C)
+        rot, pos = rot[:, self.links], pos[:, self.links]  # (B, L, 3, 3), (B, L, 3)
+        centers = torch.cat(
+            [torch.matmul(rot[:, k], c) + pos[:, k].unsqueeze(-1) for k, c in enumerate(self.link_centers)], dim=-1
+        )  # (B, 3, C)
+        near = self.field.near(centers, self.patch_radius + self.margin)  # (B, C)
         env, patch = near.nonzero(as_tuple=True)
         hit = torch.zeros(q.shape[0], dtype=torch.bool, device=self.device)
         if len(env):
-            points = rot[env, patch] @ self.patch_points[patch] + pos[env, patch].unsqueeze(-1)  # (K, 3, M)
+            link = self.patch_link[patch]
+            points = rot[env, link] @ self.patch_points[patch] + pos[env, link].unsqueeze(-1)  # (K, 3, M)
             hit[env[self.field.touches(points, self.margin)]] = True
         return hit

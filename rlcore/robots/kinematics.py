@@ -47,25 +47,32 @@ class ForwardKinematics:
         self.skew = k
         self.skew2 = k @ k
         self.eye = torch.eye(3, **kw)
+        movable = [i for i, j in enumerate(chain.joints) if j.movable]
+        self.skew_movable, self.skew2_movable = self.skew[movable], self.skew2[movable]
+        self.origin_rot_movable = self.origin_rot[movable]
+
+    def _joint_turns(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, dof, 3, 3): each movable joint's origin rotation times its rotation by q, all joints
+        at once (Rodrigues: R = I + sin(q) K + (1 - cos(q)) K @ K)."""
+        angle = q.unsqueeze(-1).unsqueeze(-1)
+        turn = self.eye + torch.sin(angle) * self.skew_movable + (1.0 - torch.cos(angle)) * self.skew2_movable
+        return self.origin_rot_movable @ turn
 
     def link_poses(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World positions (B, L, 3) and rotations (B, L, 3, 3) of each chain link (root excluded)."""
         batch = q.shape[0]
-        rot = torch.eye(3, device=self.device, dtype=self.dtype).expand(batch, 3, 3)
+        turns = self._joint_turns(q)
+        rot = self.eye.expand(batch, 3, 3)
         pos = torch.zeros(batch, 3, device=self.device, dtype=self.dtype)
         positions, rotations = [], []
         qi = 0
         for i, joint in enumerate(self.chain.joints):
-            pos = pos + (rot @ self.origin_pos[i].unsqueeze(-1)).squeeze(-1)
-            rot = rot @ self.origin_rot[i]
+            pos = pos + torch.matmul(rot, self.origin_pos[i])
             if joint.movable:
-                angle = q[:, qi].reshape(batch, 1, 1)
+                rot = rot @ turns[:, qi]
                 qi += 1
-                rot = rot @ (
-                    torch.eye(3, device=self.device, dtype=self.dtype)
-                    + torch.sin(angle) * self.skew[i]
-                    + (1.0 - torch.cos(angle)) * self.skew2[i]
-                )
+            else:
+                rot = rot @ self.origin_rot[i]
             positions.append(pos)
             rotations.append(rot)
         return torch.stack(positions, dim=1), torch.stack(rotations, dim=1)
@@ -73,18 +80,16 @@ class ForwardKinematics:
     def ee_position(self, q: torch.Tensor) -> torch.Tensor:
         """Position (B, 3) of the end-effector link (the hot path of the batched env)."""
         batch = q.shape[0]
+        turns = self._joint_turns(q)
         rot = None
         pos = torch.zeros(batch, 3, device=self.device, dtype=self.dtype)
         qi = 0
         for i, joint in enumerate(self.chain.joints):
             if rot is None:  # root frame: identity rotation
                 pos = pos + self.origin_pos[i]
-                rot = self.origin_rot[i].expand(batch, 3, 3)
+                rot = turns[:, qi] if joint.movable else self.origin_rot[i].expand(batch, 3, 3)
             else:
-                pos = pos + (rot @ self.origin_pos[i].unsqueeze(-1)).squeeze(-1)
-                rot = rot @ self.origin_rot[i]
-            if joint.movable:
-                angle = q[:, qi].reshape(batch, 1, 1)
-                qi += 1
-                rot = rot @ (self.eye + torch.sin(angle) * self.skew[i] + (1.0 - torch.cos(angle)) * self.skew2[i])
+                pos = pos + torch.matmul(rot, self.origin_pos[i])
+                rot = rot @ (turns[:, qi] if joint.movable else self.origin_rot[i])
+            qi += joint.movable
         return pos
