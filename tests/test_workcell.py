@@ -211,7 +211,7 @@ def test_a_home_pose_inside_an_obstacle_stops_the_targets_stage():
 def test_the_twin_ends_only_the_env_that_touches(cell_cache):
     from rlcore.envs.batched import BatchedReachEnv
 
-    params = cell_params(env={"reset_noise": 0.0})
+    params = cell_params(env={"reset_noise": 0.0, "reward": {"clearance": 0.0}})  # the collision's cost alone
     free = Params.model_validate({"env": {"reset_noise": 0.0}})
     cell = BatchedReachEnv(params.env, params.robot, cell_cache, 2, mode="eval")
     open_space = BatchedReachEnv(free.env, free.robot, cell_cache, 2, mode="eval")
@@ -295,3 +295,22 @@ def test_the_onnx_model_names_its_workcell_and_the_controller_refuses_another(tm
     Controller(free)
     with pytest.raises(WorkcellMismatch, match="free space"):
         Controller(free, workcell=cell.id)
+
+
+def test_the_physics_backend_reports_terminated_episodes(cell_cache):
+    """PyBullet envs behind the trainer's tensor API: the env that touches ends alone, flagged
+    terminated (so the trainer does not bootstrap it), the other runs on."""
+    from rlcore.envs.shared_vec import make_physics_vec_env
+
+    params = cell_params(env={"reset_noise": 0.0, "physics": "pybullet"}, targets={"n": 400})
+    params = params.model_copy(update={"train": params.train.model_copy(update={"vec_env": "dummy"})})
+    venv = make_physics_vec_env(params, cell_cache, 2, torch.device("cpu"))
+    venv.reset()
+    swing = torch.tensor([[1.0, 0, 0, 0, 0, 0], [-1.0, 0, 0, 0, 0, 0]])
+    for _ in range(params.env.episode_steps):
+        res = venv.step(swing)
+        if res.any_done:
+            break
+    venv.close()
+    assert res.terminated is not None and res.terminated.tolist() == [True, False]
+    assert res.done.tolist() == [True, False] and not res.success[0]

@@ -62,6 +62,8 @@ class RewardConfig(Section):
     fine_sigma: float = Field(0.002, gt=0.0)
     action_rate: float = Field(0.01, ge=0.0)  # -w * |a - a_prev|^2 / dof
     collision: float = Field(20.0, ge=0.0)  # - w once, on the step the arm touches an obstacle (it ends the episode)
+    clearance: float = Field(0.5, ge=0.0)  # - w max(0, 1 - c / clearance_distance), c: the arm's clearance
+    clearance_distance: float = Field(0.03, gt=0.0, le=1.0)  # m: nearer an obstacle than this costs
 
 
 class CurriculumConfig(Section):

@@ -19,7 +19,15 @@ import torch
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import TargetCache
-from rlcore.envs.task import StepResult, fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
+from rlcore.envs.task import (
+    StepResult,
+    clearance_penalty,
+    fine_offset,
+    obs_size,
+    reach_reward,
+    substep_gain,
+    velocity_fraction,
+)
 from rlcore.robots.chain import chain_of, home_pose
 from rlcore.robots.kinematics import ForwardKinematics
 
@@ -139,8 +147,13 @@ class BatchedReachEnv:
         a, self.q, self.qd, self.q_cmd, obs, distance, reward = self._advance(
             actions, self.q, self.q_cmd, self.prev_action, self.target
         )
-        contact = self.collision.contact(self.q)
+        shaping = self.cfg.reward.clearance > 0
+        reach = self.cfg.reward.clearance_distance if shaping else 2 * self.collision.margin
+        clearance = self.collision.clearance(self.q, reach)
+        contact = clearance < self.collision.margin
         reward = reward - self.cfg.reward.collision * contact.float()
+        if shaping:
+            reward = reward - clearance_penalty(clearance, self.cfg, torch.relu)
         self.prev_action = a
         self.episode_return = self.episode_return + reward
         self.t_env = self.t_env + 1

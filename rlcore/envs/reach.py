@@ -36,7 +36,7 @@ import numpy as np
 from rlcore.config.schema import EnvConfig, RobotConfig
 from rlcore.config.workcell import cell_of
 from rlcore.envs.targets import Curriculum, TargetCache
-from rlcore.envs.task import fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
+from rlcore.envs.task import clearance_penalty, fine_offset, obs_size, reach_reward, substep_gain, velocity_fraction
 from rlcore.robots.chain import home_pose
 
 
@@ -134,9 +134,12 @@ class ArmReachEnv(gym.Env):
         reward = reach_reward(distance, delta_sq, self.cfg, self.dof)
         self.steps += 1
         truncated = self.steps >= self.cfg.episode_steps
-        collided = bool(self.cell) and self.arm.touches_obstacle()
-        if collided:
-            reward -= self.cfg.reward.collision
+        collided = False
+        if self.cell:
+            shaped = self.cfg.reward.clearance > 0
+            clearance = self.arm.obstacle_distance(self.cfg.reward.clearance_distance) if shaped else None
+            collided = clearance < 0 if shaped else self.arm.touches_obstacle()
+            reward -= self.cfg.reward.collision * collided + (clearance_penalty(clearance, self.cfg) if shaped else 0.0)
         info = {"distance": distance, "is_success": not collided and distance < self.cfg.success_radius}
         if self.cell:
             info["collision"] = collided

@@ -49,6 +49,13 @@ def reach_reward(distance: Any, action_delta_sq: Any, cfg: EnvConfig, dof: int, 
     return -r.distance * distance + precision - r.action_rate * action_delta_sq / dof
 
 
+def clearance_penalty(clearance: Any, cfg: EnvConfig, relu: Any = lambda x: max(0.0, x)) -> Any:
+    """w max(0, 1 - c / d): the reward's cost of the arm passing within `env.reward.clearance_distance`
+    of an obstacle (c: its clearance, m), written once for floats and tensors."""
+    r = cfg.reward
+    return r.clearance * relu(1.0 - clearance / r.clearance_distance)
+
+
 class StepResult(NamedTuple):
     """One step of n envs, as tensors on the env device.
 

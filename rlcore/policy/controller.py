@@ -1,6 +1,6 @@
 """Run an exported policy on a robot controller: numpy and onnxruntime only, no torch.
 
-    controller = Controller("models/policy.onnx")   # workcell="fanuc_cell@1d854711": trained among obstacles
+    controller = Controller("models/policy.onnx")   # workcell="fanuc_cell@47de049b": trained among obstacles
     controller.reset(q)                      # at the start of a motion, from the measured joints
     q_cmd = controller.step(q, qd, target)   # every control step (1 / control_hz s)
 
@@ -30,7 +30,7 @@ class WorkcellMismatch(ValueError):
 class Controller:
     """The policy in `model_path` (rlcore's ONNX export) as a joint-position controller.
 
-    `workcell` is the id of the cell it runs in, as rlcore prints it (`fanuc_cell@1d854711`;
+    `workcell` is the id of the cell it runs in, as rlcore prints it (`fanuc_cell@47de049b`;
     "none": free space). A policy trained among obstacles knows only those: in another cell (or in
     free space) it is refused with WorkcellMismatch unless `other_workcell_ok`."""
 

@@ -154,20 +154,6 @@ class ObstacleField:
             hit = hit | ((delta - torch.minimum(torch.maximum(delta, -h), h)).norm(dim=1) < r + reach)
         return hit
 
-    def touches(self, points: torch.Tensor, margin: float) -> torch.Tensor:
-        """(B,) bool: some point of (B, 3, P) lies within `margin` of an obstacle (a box grown by
-        `margin` along each axis, so its corners reach a little further: cheaper than `distance`)."""
-        hit = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-        for c, h in zip(self.box_center, self.box_half):
-            hit = hit | (((points - c).abs() - (h + margin)).max(dim=1).values < 0).any(dim=1)
-        for c, r in zip(self.sphere_center, self.sphere_radius):
-            hit = hit | ((points - c).square().sum(dim=1) < (r + margin) ** 2).any(dim=1)
-        for c, h, r in zip(self.capsule_center, self.capsule_half, self.capsule_radius):
-            delta = points - c
-            off = (delta - torch.minimum(torch.maximum(delta, -h), h)).square().sum(dim=1)
-            hit = hit | (off < (r + margin) ** 2).any(dim=1)
-        return hit
-
 
 @functools.cache
 def _point_count(urdf: str, ee_link: str | None, cell_id: str) -> int:
@@ -219,24 +205,25 @@ class ArmCollision:
             [torch.matmul(rot[:, i], p) + pos[:, i].unsqueeze(-1) for i, p in zip(self.links, self.points)], dim=-1
         )
 
-    def clearance(self, q: torch.Tensor) -> torch.Tensor:
-        """(B,) the smallest signed distance (m) from the arm's points to an obstacle."""
-        return self.field.distance(self.world_points(q)).min(dim=1).values
-
-    def contact(self, q: torch.Tensor) -> torch.Tensor:
-        """(B,) bool: the arm touches an obstacle (a point within `margin` of one)."""
+    def clearance(self, q: torch.Tensor, reach: float = float("inf")) -> torch.Tensor:
+        """(B,) the smallest signed distance (m) from the arm's points to an obstacle, capped at
+        `reach` (on a CPU only the patches within `reach` of an obstacle are measured)."""
         if not self.cull:
-            return self.field.touches(self.world_points(q), self.margin)
+            return self.field.distance(self.world_points(q)).min(dim=1).values.clamp(max=reach)
         pos, rot = self.fk.link_poses(q)
         rot, pos = rot[:, self.links], pos[:, self.links]  # (B, L, 3, 3), (B, L, 3)
         centers = torch.cat(
             [torch.matmul(rot[:, k], c) + pos[:, k].unsqueeze(-1) for k, c in enumerate(self.link_centers)], dim=-1
         )  # (B, 3, C)
-        near = self.field.near(centers, self.patch_radius + self.margin)  # (B, C)
+        near = self.field.near(centers, self.patch_radius + min(reach, 10.0))  # (B, C)
         env, patch = near.nonzero(as_tuple=True)
-        hit = torch.zeros(q.shape[0], dtype=torch.bool, device=self.device)
+        out = torch.full((q.shape[0],), reach, device=self.device)
         if len(env):
             link = self.patch_link[patch]
             points = rot[env, link] @ self.patch_points[patch] + pos[env, link].unsqueeze(-1)  # (K, 3, M)
-            hit[env[self.field.touches(points, self.margin)]] = True
-        return hit
+            out.scatter_reduce_(0, env, self.field.distance(points).min(dim=1).values, reduce="amin")
+        return out
+
+    def contact(self, q: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the arm touches an obstacle (a point within `margin` of one)."""
+        return self.clearance(q, 2 * self.margin) < self.margin
