@@ -131,7 +131,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
 
     def spread(key: str) -> str:
         v = [r[key] for r in rows]
-        return f"{np.mean(v):.1%} [{min(v):.1%}-{max(v):.1%}]"
+        return f"{round(float(np.mean(v)), 9):.1%} [{min(v):.1%}-{max(v):.1%}]"  # 0.0995 thrice: 10.0%
 
     lines.append(
         f"| mean [min-max] | {np.mean([r['train_s'] for r in rows]):.0f} | {spread('within_5mm')} | "
