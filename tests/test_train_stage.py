@@ -35,6 +35,9 @@ def test_resume_after_kill_equals_an_uninterrupted_run(tmp_path):
 
     total = 100_000
     params = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "total_steps": total, "checkpoint_every": 1}}
+    # one thread throughout: a run shares the cores with the other rlcore runs on the machine (other
+    # tests' trainings), and a matmul on another thread count rounds differently
+    params["hardware"] = {**TINY_PARAMS["hardware"], "cores": 1}
     root, whole = copy_repo(tmp_path / "killed", params, git=False), None
     (tmp_path / "whole").mkdir()
     whole = copy_repo(tmp_path / "whole", params, git=False)

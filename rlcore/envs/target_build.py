@@ -112,6 +112,8 @@ def _sample(
     blocked: list[np.ndarray] = []
     twin = None
     if cell:
+        import torch
+
         from rlcore.robots.collision import ArmCollision
 
         twin = ArmCollision(arm.chain, cell)
@@ -119,8 +121,6 @@ def _sample(
     tries = 0
     while len(positions) < cfg.n or (twin is not None and checked < len(positions)):
         if twin is not None and (len(positions) == cfg.n or len(positions) - checked >= 1000):
-            import torch
-
             hits = twin.contact(torch.tensor(np.array(joints[checked:]), dtype=torch.float32)).numpy()
             for k in sorted(np.flatnonzero(hits) + checked, reverse=True):
                 blocked.append(positions.pop(k))

@@ -22,24 +22,11 @@ import torch
 
 from rlcore.config.workcell import Workcell, cell_of
 from rlcore.robots.chain import Chain, UrdfError, parse
-from rlcore.robots.kinematics import ForwardKinematics
+from rlcore.robots.kinematics import ForwardKinematics, rpy_matrix
 from rlcore.robots.meshes import resolve_mesh
 
 SPACING = 0.015  # m: the distance between neighbouring points on a link's hull
 MARGIN = 0.00075  # m: a point this close to an obstacle counts as contact
-
-
-def _rpy(rpy: tuple[float, ...]) -> np.ndarray:
-    """URDF fixed-axis roll-pitch-yaw: R = Rz(yaw) Ry(pitch) Rx(roll)."""
-    r, p, y = rpy
-    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
 
 
 def _shape_mesh(geometry: Any, urdf: Any) -> Any:
@@ -90,7 +77,7 @@ def link_points(chain: Chain, spacing: float | None = None) -> dict[str, np.ndar
             surface, _ = trimesh.sample.sample_surface_even(hull, count, radius=spacing / 2, seed=0)
             origin = col.find("origin")
             vertices = np.concatenate([hull.vertices, surface])
-            parts.append(vertices @ _rpy(_floats(origin, "rpy")).T + np.array(_floats(origin, "xyz")))
+            parts.append(vertices @ np.array(rpy_matrix(_floats(origin, "rpy"))).T + np.array(_floats(origin, "xyz")))
         if parts:
             out[link] = np.unique(np.concatenate(parts).round(6), axis=0)
     return out

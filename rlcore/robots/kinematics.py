@@ -13,7 +13,7 @@ import torch
 from rlcore.robots.chain import Chain
 
 
-def _rpy_matrix(rpy: tuple[float, float, float]) -> list[list[float]]:
+def rpy_matrix(rpy: tuple[float, float, float]) -> list[list[float]]:
     """URDF fixed-axis roll-pitch-yaw: R = Rz(yaw) Ry(pitch) Rx(roll)."""
     r, p, y = rpy
     cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
@@ -32,7 +32,7 @@ class ForwardKinematics:
         self.device = torch.device(device)
         self.dtype = dtype
         kw = {"device": self.device, "dtype": dtype}
-        self.origin_rot = torch.tensor([_rpy_matrix(j.rpy) for j in chain.joints], **kw)
+        self.origin_rot = torch.tensor([rpy_matrix(j.rpy) for j in chain.joints], **kw)
         self.origin_pos = torch.tensor([j.xyz for j in chain.joints], **kw)
         axes = []
         for j in chain.joints:
@@ -78,18 +78,21 @@ class ForwardKinematics:
         return torch.stack(positions, dim=1), torch.stack(rotations, dim=1)
 
     def ee_position(self, q: torch.Tensor) -> torch.Tensor:
-        """Position (B, 3) of the end-effector link (the hot path of the batched env)."""
+        """Position (B, 3) of the end-effector link (the hot path of the batched env). Joint by
+        joint, as it always was: its rounding is what every trained policy and test saw."""
         batch = q.shape[0]
-        turns = self._joint_turns(q)
         rot = None
         pos = torch.zeros(batch, 3, device=self.device, dtype=self.dtype)
         qi = 0
         for i, joint in enumerate(self.chain.joints):
             if rot is None:  # root frame: identity rotation
                 pos = pos + self.origin_pos[i]
-                rot = turns[:, qi] if joint.movable else self.origin_rot[i].expand(batch, 3, 3)
+                rot = self.origin_rot[i].expand(batch, 3, 3)
             else:
-                pos = pos + torch.matmul(rot, self.origin_pos[i])
-                rot = rot @ (turns[:, qi] if joint.movable else self.origin_rot[i])
-            qi += joint.movable
+                pos = pos + (rot @ self.origin_pos[i].unsqueeze(-1)).squeeze(-1)
+                rot = rot @ self.origin_rot[i]
+            if joint.movable:
+                angle = q[:, qi].reshape(batch, 1, 1)
+                qi += 1
+                rot = rot @ (self.eye + torch.sin(angle) * self.skew[i] + (1.0 - torch.cos(angle)) * self.skew2[i])
         return pos
