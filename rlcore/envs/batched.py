@@ -96,10 +96,11 @@ class BatchedReachEnv:
         self._advance = self._physics  # compile() may swap in a compiled copy
         # a workcell: touching an obstacle ends that env's episode alone (per-env step counters)
         self.collision = None
-        if cell_of(env):
+        cell = cell_of(env)
+        if cell:
             from rlcore.robots.collision import ArmCollision
 
-            self.collision = ArmCollision(self.chain, cell_of(env), self.device)
+            self.collision = ArmCollision(self.chain, cell, self.device)
             self.t_env = torch.zeros(n, dtype=torch.long, device=self.device)
 
     # -- API shared with the PyBullet adapter (rlcore.envs.vec.PhysicsVecEnv) -------------------

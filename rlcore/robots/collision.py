@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rlcore.config.workcell import Workcell, cell_of
-from rlcore.robots.chain import Chain, UrdfError, parse
+from rlcore.robots.chain import Chain, UrdfError, _floats, parse
 from rlcore.robots.kinematics import ForwardKinematics, rpy_matrix
 from rlcore.robots.meshes import resolve_mesh
 
@@ -48,11 +48,6 @@ def _shape_mesh(geometry: Any, urdf: Any) -> Any:
     return None
 
 
-def _floats(element: Any, key: str) -> tuple[float, ...]:
-    text = element.get(key) if element is not None else None
-    return tuple(float(v) for v in (text or "0 0 0").split())
-
-
 def link_points(chain: Chain, spacing: float | None = None) -> dict[str, np.ndarray]:
     """The surface points (N, 3), in the link's frame, of each chain link that has collision
     geometry: per <collision> element, its convex hull's corners and points spread evenly over
@@ -77,7 +72,8 @@ def link_points(chain: Chain, spacing: float | None = None) -> dict[str, np.ndar
             surface, _ = trimesh.sample.sample_surface_even(hull, count, radius=spacing / 2, seed=0)
             origin = col.find("origin")
             vertices = np.concatenate([hull.vertices, surface])
-            parts.append(vertices @ np.array(rpy_matrix(_floats(origin, "rpy"))).T + np.array(_floats(origin, "xyz")))
+            xyz, rpy = (_floats(origin.get(k) if origin is not None else None, (0.0, 0.0, 0.0)) for k in ("xyz", "rpy"))
+            parts.append(vertices @ np.array(rpy_matrix(rpy)).T + np.array(xyz))
         if parts:
             out[link] = np.unique(np.concatenate(parts).round(6), axis=0)
     return out
@@ -171,7 +167,7 @@ class ArmCollision:
         self.points = [torch.tensor(p.T, device=self.device, dtype=torch.float32) for p in points.values()]
         self.count = sum(p.shape[1] for p in self.points)
         # patches of nearby points with bounding spheres: on a CPU only the patches that come
-        # within the margin of an obstacle get their points checked (elsewhere every point, no host sync)
+        # within reach of an obstacle get their points measured (elsewhere every point, no host sync)
         patches = [(k, patch) for k, p in enumerate(points.values()) for patch in _patches(p)]
         size = max(len(patch) for _, patch in patches)
         padded = [np.concatenate([patch, np.repeat(patch[:1], size - len(patch), axis=0)]) for _, patch in patches]
